@@ -1,0 +1,62 @@
+"""bee's sessions. The logic lives in buildtools/; this file only wires it to nox."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["lint", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+TEST_DEPS = ["pytest>=8", "hypothesis>=6.100", "jsonschema>=4.20"]
+RUFF = "ruff>=0.6"
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Ruff lint and format check over the whole tree."""
+    session.install(RUFF)
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Unit, property and replay tests (no root, no network, no VM). What CI runs."""
+    session.install(*TEST_DEPS)
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(venv_backend="none", default=False)
+def nvidia_modules(session: nox.Session) -> None:
+    """Build (or reuse from cache) the NVIDIA kernel modules and user space for the pinned kernel."""
+    session.run("python3", "-m", "buildtools.nvidia", *session.posargs, external=True)
+
+
+@nox.session(venv_backend="none", default=False)
+def build_iso(session: nox.Session) -> None:
+    """Build the bee live ISO into dist/ (root on Debian bookworm; see --help)."""
+    session.run("python3", "-m", "buildtools.build_iso", *session.posargs, external=True)
+
+
+@nox.session(venv_backend="none", default=False)
+def build_iso_container(session: nox.Session) -> None:
+    """Build the ISO inside a privileged container (for non-Debian hosts)."""
+    session.run("python3", "-m", "buildtools.container", *session.posargs, external=True)
+
+
+@nox.session(venv_backend="none", default=False)
+def bump_kernel(session: nox.Session) -> None:
+    """Update DEBIAN_KERNEL_ABI in iso/builder/VERSIONS to the newest ABI on the mirror."""
+    session.run("python3", "-m", "buildtools.kernel", "bump", *session.posargs, external=True)
+
+
+@nox.session(venv_backend="none", default=False)
+def vm_test(session: nox.Session) -> None:
+    """Boot the ISO in QEMU on emulated server hardware, run the smoke test, check the audit."""
+    session.run("python3", "-m", "buildtools.vm_test", *session.posargs, external=True)
+
+
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """Benchmark the audit on a synthetic big GPU server; prints a table, writes dist/bench.json."""
+    session.run("python", "-m", "buildtools.bench", *session.posargs)
