@@ -1,0 +1,3 @@
+from bee.cli import main
+
+raise SystemExit(main())

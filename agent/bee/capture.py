@@ -1,0 +1,199 @@
+"""Capture and replay: a directory that holds everything a run of bee saw.
+
+Layout of a capture directory (format `bee-capture/1`):
+
+    manifest.json             commands (argv, exit status, timings, flags, output file names),
+                              files read (path -> file under fs/, or null when unreadable),
+                              directories listed (path -> entries, or null), links read
+    commands/NNN.stdout|.stderr   raw output of command NNN, as decoded text
+    fs/<absolute path>        content of each file read from /sys, /proc, /etc
+
+`RecordingRunner` wraps any runner and keeps the record (and, with a directory, writes it);
+`ReplayRunner` answers from such a directory on a machine that has none of the tools.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from bee.runner import RC_NOT_FOUND, CommandResult, Runner
+
+FORMAT = "bee-capture/1"
+MANIFEST = "manifest.json"
+
+
+class CaptureError(Exception):
+    """A capture directory that cannot be read or written."""
+
+
+@dataclass(slots=True)
+class _Record:
+    commands: list[dict] = field(default_factory=list)
+    files: dict[str, str | None] = field(default_factory=dict)
+    dirs: dict[str, list[str] | None] = field(default_factory=dict)
+    links: dict[str, str | None] = field(default_factory=dict)
+
+
+class RecordingRunner:
+    """Passes everything to `inner` and remembers it; writes a capture when given a directory."""
+
+    def __init__(self, inner: Runner, capture_dir: Path | None = None) -> None:
+        self.inner = inner
+        self.results: list[CommandResult] = []
+        self._dir = capture_dir
+        self._record = _Record()
+        self._lock = threading.Lock()
+        if capture_dir is not None:
+            try:
+                (capture_dir / "commands").mkdir(parents=True, exist_ok=True)
+                (capture_dir / "fs").mkdir(exist_ok=True)
+            except OSError as exc:
+                raise CaptureError(f"cannot create capture directory {capture_dir}: {exc}") from None
+
+    def run(self, argv: Sequence[str], *, timeout_s: float) -> CommandResult:
+        result = self.inner.run(argv, timeout_s=timeout_s)
+        with self._lock:
+            number = len(self.results)
+            self.results.append(result)
+            if self._dir is not None:
+                entry = {k: v for k, v in asdict(result).items() if k not in ("stdout", "stderr")}
+                entry["argv"] = list(result.argv)
+                for stream in ("stdout", "stderr"):
+                    name = f"commands/{number:03d}.{stream}"
+                    self._write(name, getattr(result, stream))
+                    entry[stream] = name
+                self._record.commands.append(entry)
+        return result
+
+    def read_text(self, path: str) -> str | None:
+        text = self.inner.read_text(path)
+        if self._dir is not None:
+            with self._lock:
+                name = None
+                if text is not None:
+                    name = "fs" + os.path.normpath("/" + path)
+                    self._write(name, text)
+                self._record.files[path] = name
+        return text
+
+    def list_dir(self, path: str) -> list[str] | None:
+        entries = self.inner.list_dir(path)
+        with self._lock:
+            self._record.dirs[path] = entries
+        return entries
+
+    def read_link(self, path: str) -> str | None:
+        target = self.inner.read_link(path)
+        with self._lock:
+            self._record.links[path] = target
+        return target
+
+    def _write(self, name: str, text: str) -> None:
+        assert self._dir is not None
+        target = self._dir / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # newline="" keeps the text byte-for-byte (no newline translation on replay).
+        with open(target, "w", encoding="utf-8", errors="surrogateescape", newline="") as f:
+            f.write(text)
+
+    def finish(self, **meta: object) -> None:
+        """Write the manifest (last, atomically: a capture without one is incomplete)."""
+        if self._dir is None:
+            return
+        with self._lock:
+            manifest = {
+                "format": FORMAT,
+                **meta,
+                "commands": self._record.commands,
+                "files": self._record.files,
+                "dirs": self._record.dirs,
+                "links": self._record.links,
+            }
+        tmp = self._dir / (MANIFEST + ".tmp")
+        tmp.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+        os.replace(tmp, self._dir / MANIFEST)
+
+
+class ReplayRunner:
+    """Answers commands and reads from a capture directory; the live system is never touched."""
+
+    def __init__(self, capture_dir: Path) -> None:
+        self._dir = capture_dir
+        path = capture_dir / MANIFEST
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise CaptureError(f"{capture_dir} is not a bee capture (no {MANIFEST})") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CaptureError(f"cannot read {path}: {exc}") from None
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            raise CaptureError(f"{path}: not a {FORMAT} manifest")
+        self.meta = {
+            k: v for k, v in manifest.items() if k not in ("commands", "files", "dirs", "links")
+        }
+        self._commands: dict[tuple[str, ...], list[dict]] = {}
+        for entry in manifest.get("commands") or []:
+            self._commands.setdefault(tuple(entry.get("argv") or ()), []).append(entry)
+        self._served: dict[tuple[str, ...], int] = {}
+        self._files: dict[str, str | None] = manifest.get("files") or {}
+        self._dirs: dict[str, list[str] | None] = manifest.get("dirs") or {}
+        self._links: dict[str, str | None] = manifest.get("links") or {}
+        self._lock = threading.Lock()
+
+    def run(self, argv: Sequence[str], *, timeout_s: float) -> CommandResult:
+        key = tuple(argv)
+        with self._lock:
+            entries = self._commands.get(key)
+            if not entries:
+                return CommandResult(
+                    argv=key,
+                    returncode=RC_NOT_FOUND,
+                    stdout="",
+                    stderr="",
+                    duration_s=0.0,
+                    not_found=True,
+                    error="not in the capture",
+                )
+            # Repeated commands replay in order; past the end, the last answer repeats.
+            index = self._served.get(key, 0)
+            self._served[key] = index + 1
+            entry = entries[min(index, len(entries) - 1)]
+        return CommandResult(
+            argv=key,
+            returncode=int(entry.get("returncode", 0)),
+            stdout=self._read(entry.get("stdout")) or "",
+            stderr=self._read(entry.get("stderr")) or "",
+            duration_s=float(entry.get("duration_s", 0.0)),
+            timed_out=bool(entry.get("timed_out")),
+            stdout_truncated=bool(entry.get("stdout_truncated")),
+            stderr_truncated=bool(entry.get("stderr_truncated")),
+            not_found=bool(entry.get("not_found")),
+            error=entry.get("error"),
+        )
+
+    def read_text(self, path: str) -> str | None:
+        return self._read(self._files.get(path))
+
+    def list_dir(self, path: str) -> list[str] | None:
+        entries = self._dirs.get(path)
+        return list(entries) if entries is not None else None
+
+    def read_link(self, path: str) -> str | None:
+        return self._links.get(path)
+
+    def _read(self, name: str | None) -> str | None:
+        if not name:
+            return None
+        target = (self._dir / name).resolve()
+        if not target.is_relative_to(self._dir.resolve()):
+            return None  # a manifest must not point outside its capture
+        try:
+            with open(target, encoding="utf-8", errors="surrogateescape", newline="") as f:
+                return f.read()
+        except OSError:
+            return None

@@ -1,0 +1,3 @@
+"""lsblk: parser pending."""
+
+PARSERS: dict = {}

@@ -1,0 +1,3 @@
+"""nvme: parser pending."""
+
+PARSERS: dict = {}

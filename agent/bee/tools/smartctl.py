@@ -1,0 +1,3 @@
+"""smartctl: parser pending."""
+
+PARSERS: dict = {}
