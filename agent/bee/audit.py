@@ -1,0 +1,212 @@
+"""`bee audit`: run every collector concurrently under one deadline, assemble the document.
+
+Collector order follows the seed's collector flow; they run in parallel, so the audit takes about
+as long as its slowest tool. Nothing a collector does is fatal: an exception, a failed tool or
+the deadline becomes data in the document (`collectors`, `errors`, `commands`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bee import __version__
+from bee.capture import RecordingRunner
+from bee.findings import Finding
+from bee.probe import Probe
+from bee.runner import CommandResult, Runner, first_line
+from bee.serialize import to_jsonable
+from bee.tools import dmidecode, ipmitool, lspci, nvidia_smi, storage
+
+log = logging.getLogger("bee")
+
+SCHEMA_VERSION = 1
+DEFAULT_DEADLINE_S = 120.0
+# After the deadline: how long collectors get to return once their commands are killed.
+ABORT_GRACE_S = 3.0
+STDERR_EXCERPT_CHARS = 300
+
+Collect = Callable[[Probe], Any]
+
+COLLECTORS: tuple[tuple[str, Collect], ...] = (
+    ("board", dmidecode.collect_board),
+    ("cpu", dmidecode.collect_cpu),
+    ("memory", dmidecode.collect_memory),
+    ("storage", storage.collect),
+    ("pcie", lspci.collect),
+    ("psu", ipmitool.collect),
+    ("nvidia", nvidia_smi.collect),
+)
+
+FINDERS: tuple[Callable[[dict[str, Any]], list[Finding]], ...] = (
+    lspci.findings,
+    storage.findings,
+    nvidia_smi.findings,
+)
+
+
+@dataclass(slots=True)
+class Outcome:
+    name: str
+    status: str = "running"  # ok | empty | failed | timeout
+    duration_s: float = 0.0
+    data: Any = None
+    errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def collect_host(runner: Runner) -> dict[str, str | None]:
+    def value(path: str) -> str | None:
+        text = runner.read_text(path)
+        return text.strip() or None if text is not None else None
+
+    return {
+        "hostname": value("/proc/sys/kernel/hostname"),
+        "kernel": value("/proc/sys/kernel/osrelease"),
+        "boot_id": value("/proc/sys/kernel/random/boot_id"),
+        "machine_id": value("/etc/machine-id"),
+    }
+
+
+def _run_collector(name: str, collect: Collect, runner: Runner, outcome: Outcome) -> None:
+    probe = Probe(runner, name)
+    start = time.monotonic()
+    try:
+        data = collect(probe)
+        outcome.data = data
+        status = "ok" if data is not None else "empty"
+    except Exception as exc:
+        log.debug("%s collector raised:\n%s", name, traceback.format_exc())
+        probe.error(f"collector raised {type(exc).__name__}: {exc}")
+        status = "failed"
+    outcome.duration_s = round(time.monotonic() - start, 3)
+    outcome.errors = probe.errors
+    outcome.notes = probe.notes
+    if outcome.status == "running":
+        outcome.status = status
+
+
+def run_collectors(
+    runner: Runner,
+    *,
+    deadline_s: float,
+    collectors: tuple[tuple[str, Collect], ...] = COLLECTORS,
+) -> list[Outcome]:
+    """Run all collectors in daemon threads; past the deadline, kill their tools and move on."""
+    outcomes = [Outcome(name) for name, _ in collectors]
+    threads = [
+        threading.Thread(
+            target=_run_collector,
+            args=(name, collect, runner, outcome),
+            name=f"bee-{name}",
+            daemon=True,  # a thread stuck past the deadline must not keep bee alive
+        )
+        for (name, collect), outcome in zip(collectors, outcomes, strict=True)
+    ]
+    end = time.monotonic() + deadline_s
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(max(0.0, end - time.monotonic()))
+    late = [o for o, t in zip(outcomes, threads, strict=True) if t.is_alive()]
+    if late:
+        for outcome in late:
+            outcome.status = "timeout"
+        log.warning(
+            "deadline of %.0f s passed; stopping %s", deadline_s, ", ".join(o.name for o in late)
+        )
+        _call(runner, "abort")
+        grace_end = time.monotonic() + ABORT_GRACE_S
+        for thread in threads:
+            thread.join(max(0.0, grace_end - time.monotonic()))
+        for outcome in late:
+            outcome.errors.append(f"did not finish within the {deadline_s:.0f} s deadline")
+    _call(runner, "kill_leftovers")
+    return outcomes
+
+
+def _call(runner: Runner, method: str) -> None:
+    """Deadline controls exist on the system runner only (a replay has no processes)."""
+    inner = getattr(runner, "inner", runner)
+    func = getattr(inner, method, None)
+    if callable(func):
+        func()
+
+
+def command_entry(result: CommandResult) -> dict[str, Any]:
+    stderr = result.stderr.strip()
+    return {
+        "argv": list(result.argv),
+        "returncode": result.returncode,
+        "duration_s": result.duration_s,
+        "timed_out": result.timed_out,
+        "not_found": result.not_found,
+        "stdout_bytes": len(result.stdout.encode("utf-8", errors="replace")),
+        "stdout_truncated": result.stdout_truncated,
+        "stderr_truncated": result.stderr_truncated,
+        "stderr_excerpt": stderr[:STDERR_EXCERPT_CHARS] or None,
+        "error": result.error,
+    }
+
+
+def run_audit(
+    runner: Runner,
+    *,
+    deadline_s: float = DEFAULT_DEADLINE_S,
+    capture_dir: Path | None = None,
+    mode: str = "live",
+    collectors: tuple[tuple[str, Collect], ...] = COLLECTORS,
+) -> dict[str, Any]:
+    """Run the whole audit and return the document (a JSON-ready dict)."""
+    started_at = utc_now()
+    start = time.monotonic()
+    set_deadline = getattr(runner, "set_deadline", None)
+    if callable(set_deadline):
+        set_deadline(start + deadline_s)
+    recorder = RecordingRunner(runner, capture_dir)
+    host = collect_host(recorder)
+    outcomes = run_collectors(recorder, deadline_s=deadline_s, collectors=collectors)
+
+    sections = {o.name: o.data for o in outcomes}
+    errors = [{"collector": o.name, "message": m} for o in outcomes for m in o.errors]
+    findings: list[Finding] = []
+    for finder in FINDERS:
+        try:
+            findings.extend(finder(sections))
+        except Exception as exc:
+            log.debug("%s raised:\n%s", finder.__module__, traceback.format_exc())
+            message = f"{finder.__module__}.findings raised {type(exc).__name__}: {exc}"
+            errors.append({"collector": "findings", "message": first_line(message, 300)})
+
+    document: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "bee_version": __version__,
+        "mode": mode,
+        "host": host,
+        "started_at": started_at,
+        "finished_at": utc_now(),
+        "duration_s": round(time.monotonic() - start, 3),
+        "deadline_s": deadline_s,
+        "collectors": {
+            o.name: {"status": o.status, "duration_s": o.duration_s, "notes": o.notes}
+            for o in outcomes
+        },
+    }
+    for outcome in outcomes:
+        document[outcome.name] = to_jsonable(outcome.data)
+    document["findings"] = to_jsonable(findings)
+    document["errors"] = errors
+    document["commands"] = [command_entry(r) for r in recorder.results]
+    recorder.finish(bee_version=__version__, captured_at=started_at, host=host)
+    return document

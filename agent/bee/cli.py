@@ -1,0 +1,192 @@
+"""bee's command line: `bee audit`, `bee parse TOOL FILE`, `bee --version`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import pkgutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bee import __version__
+
+log = logging.getLogger("bee")
+
+DEFAULT_OUTPUT = "/var/log/bee-audit.json"
+# What `bee parse` accepts; each name is provided by a PARSERS table in bee/tools/.
+PARSE_TOOLS = (
+    "dmidecode",
+    "lsblk",
+    "smartctl",
+    "nvme-id-ctrl",
+    "nvme-smart-log",
+    "lspci",
+    "ipmitool-fru",
+    "nvidia-smi",
+)
+
+
+class UsageError(Exception):
+    """A mistake on the command line or in its arguments: one line, exit 2."""
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value < 24 * 3600:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 86400 seconds: {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bee", description="Audit this machine's hardware into one JSON document."
+    )
+    parser.add_argument("--version", action="version", version=f"bee {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="also log quiet notes")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    audit = commands.add_parser("audit", help="run every collector and write the document")
+    audit.add_argument(
+        "--output",
+        "-o",
+        default=DEFAULT_OUTPUT,
+        metavar="PATH",
+        help=f"where to write the JSON document, '-' for stdout (default {DEFAULT_OUTPUT})",
+    )
+    audit.add_argument(
+        "--deadline",
+        type=_positive_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="stop waiting for tools after this long and write what there is (default 120)",
+    )
+    audit.add_argument("--no-qr", action="store_true", help="print the summary without QR code")
+    source = audit.add_mutually_exclusive_group()
+    source.add_argument(
+        "--capture",
+        type=Path,
+        metavar="DIR",
+        help="also save every raw command output and file read into DIR (for --replay)",
+    )
+    source.add_argument(
+        "--replay",
+        type=Path,
+        metavar="DIR",
+        help="run no tools: rebuild the document from a directory made by --capture",
+    )
+
+    parse = commands.add_parser("parse", help="parse one captured tool output and print JSON")
+    parse.add_argument("tool", metavar="TOOL", help="one of: " + ", ".join(PARSE_TOOLS))
+    parse.add_argument("file", metavar="FILE", help="the captured output ('-' for stdin)")
+    return parser
+
+
+def available_parsers() -> dict[str, Callable[[str], Any]]:
+    import bee.tools
+
+    parsers: dict[str, Callable[[str], Any]] = {}
+    for module_info in pkgutil.iter_modules(bee.tools.__path__):
+        module = importlib.import_module(f"bee.tools.{module_info.name}")
+        parsers.update(getattr(module, "PARSERS", {}))
+    return parsers
+
+
+def cmd_parse(args: argparse.Namespace) -> int:
+    from bee.serialize import dumps
+
+    if args.tool not in PARSE_TOOLS:
+        raise UsageError(f"unknown tool {args.tool!r}; choose one of: {', '.join(PARSE_TOOLS)}")
+    parser = available_parsers().get(args.tool)
+    if parser is None:
+        raise UsageError(f"the {args.tool} parser is not written yet")
+    try:
+        data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {args.file}: {exc.strerror or exc}") from None
+    errors: list[str] = []
+    try:
+        section = parser(data.decode("utf-8", errors="replace"))
+        errors.extend(getattr(section, "errors", None) or [])
+    except Exception as exc:  # parsers never raise; if one does, it is a bug, not a crash
+        section = None
+        errors.append(f"parser raised {type(exc).__name__}: {exc}")
+    document = {"tool": args.tool, "file": args.file, "section": section, "errors": errors}
+    sys.stdout.write(dumps(document))
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from bee.audit import DEFAULT_DEADLINE_S, run_audit
+    from bee.capture import CaptureError, ReplayRunner
+    from bee.output import OutputError, write_atomic
+    from bee.runner import SystemRunner
+    from bee.serialize import dumps
+    from bee.summary import qr_code, summary_lines
+
+    deadline = args.deadline or DEFAULT_DEADLINE_S
+    try:
+        if args.replay is not None:
+            runner: Any = ReplayRunner(args.replay)
+            document = run_audit(runner, deadline_s=deadline, mode="replay")
+        else:
+            document = run_audit(SystemRunner(), deadline_s=deadline, capture_dir=args.capture)
+    except CaptureError as exc:
+        raise UsageError(str(exc)) from None
+
+    text = dumps(document)
+    to_stdout = args.output == "-"
+    status = 0
+    if to_stdout:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        try:
+            write_atomic(Path(args.output), text.encode("utf-8"))
+        except OutputError as exc:
+            print(f"bee: {exc}", file=sys.stderr)
+            status = 1
+    # With the document on stdout, the human summary goes to stderr.
+    human = sys.stderr if to_stdout else sys.stdout
+    lines = summary_lines(document)
+    if status == 0 and not to_stdout:
+        lines.append(f"Document: {args.output}")
+    summary = "\n".join(lines)
+    print(summary, file=human)
+    if not args.no_qr:
+        qr = qr_code(summary, SystemRunner())
+        if qr:
+            print(qr, file=human, end="")
+    human.flush()
+    return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="bee: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        if args.command == "parse":
+            return cmd_parse(args)
+        return cmd_audit(args)
+    except UsageError as exc:
+        print(f"bee: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bee: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader went away (bee audit -o - | head): end quietly, without a traceback.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
