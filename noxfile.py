@@ -28,7 +28,7 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none", default=False)
 def nvidia_modules(session: nox.Session) -> None:
-    """Build (or reuse from cache) the NVIDIA kernel modules and user space for the pinned kernel."""
+    """Build (or reuse from cache) the NVIDIA modules and user space for the pinned kernel."""
     session.run("python3", "-m", "buildtools.nvidia", *session.posargs, external=True)
 
 

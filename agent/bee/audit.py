@@ -175,8 +175,13 @@ def run_audit(
     if callable(set_deadline):
         set_deadline(start + deadline_s)
     recorder = RecordingRunner(runner, capture_dir)
-    host = collect_host(recorder)
-    outcomes = run_collectors(recorder, deadline_s=deadline_s, collectors=collectors)
+    try:
+        host = collect_host(recorder)
+        outcomes = run_collectors(recorder, deadline_s=deadline_s, collectors=collectors)
+    except BaseException:  # Ctrl-C or SIGTERM: leave no tool running behind us
+        _call(runner, "abort")
+        _call(runner, "kill_leftovers")
+        raise
 
     sections = {o.name: o.data for o in outcomes}
     errors = [{"collector": o.name, "message": m} for o in outcomes for m in o.errors]

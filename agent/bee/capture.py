@@ -53,7 +53,9 @@ class RecordingRunner:
                 (capture_dir / "commands").mkdir(parents=True, exist_ok=True)
                 (capture_dir / "fs").mkdir(exist_ok=True)
             except OSError as exc:
-                raise CaptureError(f"cannot create capture directory {capture_dir}: {exc}") from None
+                raise CaptureError(
+                    f"cannot create capture directory {capture_dir}: {exc}"
+                ) from None
 
     def run(self, argv: Sequence[str], *, timeout_s: float) -> CommandResult:
         result = self.inner.run(argv, timeout_s=timeout_s)

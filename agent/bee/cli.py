@@ -7,6 +7,7 @@ import importlib
 import logging
 import os
 import pkgutil
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     audit = commands.add_parser("audit", help="run every collector and write the document")
+    audit.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
     audit.add_argument(
         "--output",
         "-o",
@@ -167,7 +169,13 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return status
 
 
+def _terminate(signum: int, frame: object) -> None:
+    # systemd stopping the unit: unwind, so the audit kills the tools it started.
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _terminate)
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -92,5 +92,7 @@ def summary_lines(document: dict[str, Any]) -> list[str]:
 
 def qr_code(text: str, runner: Runner) -> str | None:
     """The text as a terminal QR code, or None when qrencode is missing or fails."""
-    result = runner.run(["qrencode", "-t", "ANSIUTF8", "-m", "1", "--", text], timeout_s=QR_TIMEOUT_S)
+    result = runner.run(
+        ["qrencode", "-t", "ANSIUTF8", "-m", "1", "--", text], timeout_s=QR_TIMEOUT_S
+    )
     return result.stdout if result.ok and result.stdout.strip() else None

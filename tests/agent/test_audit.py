@@ -1,0 +1,178 @@
+"""`bee audit` end to end, as the image runs it, with badly behaved tools on PATH."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import time
+
+import pytest
+
+from bee.audit import run_audit
+from bee.capture import ReplayRunner
+from bee.runner import SystemRunner
+from conftest import fake_tool, pid_alive, run_bee
+
+SECTIONS = ("board", "cpu", "memory", "storage", "pcie", "psu", "nvidia")
+
+
+def env_with(bindir) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{bindir}:{env.get('PATH', '/usr/bin:/bin')}"
+    return env
+
+
+def test_audit_on_this_machine_writes_a_valid_document(tmp_path, validate_document):
+    out = tmp_path / "audit.json"
+    proc = run_bee("audit", "--output", str(out), "--no-qr")
+    assert proc.returncode == 0, proc.stderr
+    document = json.loads(out.read_text())
+    validate_document(document)
+    assert set(SECTIONS) <= document.keys()
+    assert oct(out.stat().st_mode & 0o777) == "0o644"
+    assert "Traceback" not in proc.stderr
+    assert f"Document: {out}" in proc.stdout
+
+
+def test_tool_that_hangs_and_ignores_sigterm_cannot_hold_the_audit(tmp_path, validate_document):
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    pids = tmp_path / "pids"
+    fake_tool(
+        bindir,
+        "dmidecode",
+        f"trap '' TERM\nsleep 1000 &\necho $$ $! >> {pids}\nwhile :; do sleep 1; done\n",
+    )
+    out = tmp_path / "audit.json"
+    start = time.monotonic()
+    proc = run_bee(
+        "audit", "--deadline", "3", "--output", str(out), "--no-qr", env=env_with(bindir)
+    )
+    elapsed = time.monotonic() - start
+    assert proc.returncode == 0, proc.stderr
+    assert elapsed < 3 + 5, f"audit took {elapsed:.1f} s with a 3 s deadline"
+    document = json.loads(out.read_text())
+    validate_document(document)
+    hung = [c for c in document["commands"] if c["argv"][0] == "dmidecode"]
+    assert hung and all(c["timed_out"] for c in hung)
+    assert document["collectors"]["board"]["status"] == "timeout"
+    assert any(e["collector"] == "board" for e in document["errors"])
+    # Collectors that do not use dmidecode were not held up by it.
+    assert document["collectors"]["storage"]["status"] != "timeout"
+    time.sleep(0.2)
+    left = [int(p) for p in pids.read_text().split() if pid_alive(int(p))]
+    assert not left, f"processes left behind: {left}"
+
+
+def test_flooding_tool_and_invalid_utf8_still_give_valid_json(tmp_path, validate_document):
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    # lspci prints 20 MB (over the 8 MiB cap); dmidecode prints bytes that are not UTF-8.
+    fake_tool(bindir, "lspci", "head -c 20000000 /dev/zero | tr '\\0' 'x'\n")
+    fake_tool(bindir, "dmidecode", "printf 'Serial Number: \\377\\376\\000\\n'\n")
+    out = tmp_path / "audit.json"
+    proc = run_bee("audit", "--output", str(out), "--no-qr", env=env_with(bindir))
+    assert proc.returncode == 0, proc.stderr
+    document = json.loads(out.read_text(encoding="utf-8"))
+    validate_document(document)
+    flood = [c for c in document["commands"] if c["argv"][0] == "lspci"]
+    assert flood and flood[0]["stdout_truncated"] is True
+    assert flood[0]["stdout_bytes"] == 8 * 1024 * 1024
+
+
+def _limit_file_size():
+    # A document bigger than 2 KiB cannot be written: what a full disk looks like to bee.
+    resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048))
+
+
+def test_failed_write_keeps_the_earlier_document_and_exits_1(tmp_path):
+    out = tmp_path / "audit.json"
+    out.write_text('{"earlier": true}\n')
+    proc = run_bee("audit", "--output", str(out), "--no-qr", preexec_fn=_limit_file_size)
+    assert proc.returncode == 1
+    assert json.loads(out.read_text()) == {"earlier": True}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["audit.json"], "temporary file left"
+    message = [line for line in proc.stderr.splitlines() if "cannot write" in line]
+    assert len(message) == 1 and str(out) in message[0]
+    assert "Traceback" not in proc.stderr
+    assert "audit of" in proc.stdout, "the summary is still printed"
+
+
+def test_missing_output_directory_is_one_line_and_exit_1(tmp_path):
+    proc = run_bee("audit", "--output", str(tmp_path / "no" / "such" / "a.json"), "--no-qr")
+    assert proc.returncode == 1
+    assert "cannot write" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_document_to_stdout_moves_the_summary_to_stderr(validate_document):
+    proc = run_bee("audit", "--output", "-", "--no-qr")
+    assert proc.returncode == 0
+    validate_document(json.loads(proc.stdout))
+    assert "audit of" in proc.stderr
+
+
+def _comparable(document: dict) -> dict:
+    """What must survive capture and replay: everything but timestamps, timings, host facts."""
+    kept = {k: document[k] for k in (*SECTIONS, "findings", "errors")}
+    kept["collectors"] = {k: v["status"] for k, v in document["collectors"].items()}
+    kept["commands"] = [
+        (c["argv"], c["returncode"], c["stdout_bytes"]) for c in document["commands"]
+    ]
+    kept["commands"].sort()
+    return kept
+
+
+def test_capture_here_then_replay_gives_the_same_sections(tmp_path, validate_document):
+    capture = tmp_path / "capture"
+    live = run_audit(SystemRunner(), deadline_s=60, capture_dir=capture)
+    assert (capture / "manifest.json").is_file()
+    replayed = run_audit(ReplayRunner(capture), deadline_s=60, mode="replay")
+    validate_document(live)
+    validate_document(replayed)
+    assert replayed["mode"] == "replay"
+    assert _comparable(replayed) == _comparable(live)
+    # And through the CLI, from a directory with no tools on PATH at all.
+    out = tmp_path / "replayed.json"
+    proc = run_bee(
+        "audit",
+        "--replay",
+        str(capture),
+        "--output",
+        str(out),
+        "--no-qr",
+        env={"PATH": "/nonexistent"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert _comparable(json.loads(out.read_text())) == _comparable(live)
+
+
+def test_replay_of_a_directory_that_is_not_a_capture_is_a_usage_error(tmp_path):
+    proc = run_bee("audit", "--replay", str(tmp_path), "--output", str(tmp_path / "a.json"))
+    assert proc.returncode == 2
+    assert "not a bee capture" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_collector_that_raises_is_contained(validate_document):
+    def broken(probe):
+        raise RuntimeError("parser bug")
+
+    def fine(probe):
+        return {"ok": True}
+
+    collectors = (("board", broken), ("cpu", fine))
+    document = run_audit(SystemRunner(), deadline_s=10, collectors=collectors)
+    assert document["collectors"]["board"]["status"] == "failed"
+    assert document["board"] is None
+    assert document["cpu"] == {"ok": True}
+    assert document["errors"] == [
+        {"collector": "board", "message": "collector raised RuntimeError: parser bug"}
+    ]
+
+
+@pytest.mark.parametrize("argv", [["audit", "--deadline", "-1"], ["audit", "--bogus"], []])
+def test_usage_errors_exit_2_with_a_usage_line(argv):
+    proc = run_bee(*argv)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("usage: bee")
+    assert "Traceback" not in proc.stderr
