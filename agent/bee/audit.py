@@ -211,7 +211,10 @@ def run_audit(
     for outcome in outcomes:
         document[outcome.name] = to_jsonable(outcome.data)
     document["findings"] = to_jsonable(findings)
+    recorder.finish(bee_version=__version__, captured_at=started_at, host=host)
+    for message in recorder.errors:
+        log.warning("%s", message)
+        errors.append({"collector": "capture", "message": message})
     document["errors"] = errors
     document["commands"] = [command_entry(r) for r in recorder.results]
-    recorder.finish(bee_version=__version__, captured_at=started_at, host=host)
     return document

@@ -45,6 +45,7 @@ class RecordingRunner:
     def __init__(self, inner: Runner, capture_dir: Path | None = None) -> None:
         self.inner = inner
         self.results: list[CommandResult] = []
+        self.errors: list[str] = []  # what could not be written into the capture
         self._dir = capture_dir
         self._record = _Record()
         self._lock = threading.Lock()
@@ -66,9 +67,9 @@ class RecordingRunner:
                 entry = {k: v for k, v in asdict(result).items() if k not in ("stdout", "stderr")}
                 entry["argv"] = list(result.argv)
                 for stream in ("stdout", "stderr"):
-                    name = f"commands/{number:03d}.{stream}"
-                    self._write(name, getattr(result, stream))
-                    entry[stream] = name
+                    entry[stream] = self._write(
+                        f"commands/{number:03d}.{stream}", getattr(result, stream)
+                    )
                 self._record.commands.append(entry)
         return result
 
@@ -78,8 +79,9 @@ class RecordingRunner:
             with self._lock:
                 name = None
                 if text is not None:
-                    name = "fs" + os.path.normpath("/" + path)
-                    self._write(name, text)
+                    name = self._write("fs" + os.path.normpath("/" + path), text)
+                    if name is None:  # e.g. a file where a directory of another path must go
+                        name = self._write(f"fs-other/{len(self._record.files):04d}", text)
                 self._record.files[path] = name
         return text
 
@@ -95,13 +97,21 @@ class RecordingRunner:
             self._record.links[path] = target
         return target
 
-    def _write(self, name: str, text: str) -> None:
+    def _write(self, name: str, text: str) -> str | None:
+        """Write one captured output; None (and a remembered error) when it cannot be."""
         assert self._dir is not None
         target = self._dir / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # newline="" keeps the text byte-for-byte (no newline translation on replay).
-        with open(target, "w", encoding="utf-8", errors="surrogateescape", newline="") as f:
-            f.write(text)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            # newline="" keeps the text byte-for-byte (no newline translation on replay).
+            with open(target, "w", encoding="utf-8", errors="surrogateescape", newline="") as f:
+                f.write(text)
+        except OSError as exc:
+            message = f"capture: cannot write {target}: {exc.strerror or exc}"
+            if message not in self.errors:
+                self.errors.append(message)
+            return None
+        return name
 
     def finish(self, **meta: object) -> None:
         """Write the manifest (last, atomically: a capture without one is incomplete)."""
@@ -111,14 +121,18 @@ class RecordingRunner:
             manifest = {
                 "format": FORMAT,
                 **meta,
+                "errors": self.errors,
                 "commands": self._record.commands,
                 "files": self._record.files,
                 "dirs": self._record.dirs,
                 "links": self._record.links,
             }
         tmp = self._dir / (MANIFEST + ".tmp")
-        tmp.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
-        os.replace(tmp, self._dir / MANIFEST)
+        try:
+            tmp.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+            os.replace(tmp, self._dir / MANIFEST)
+        except OSError as exc:
+            self.errors.append(f"capture: cannot write {tmp}: {exc.strerror or exc}")
 
 
 class ReplayRunner:
@@ -136,7 +150,9 @@ class ReplayRunner:
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             raise CaptureError(f"{path}: not a {FORMAT} manifest")
         self.meta = {
-            k: v for k, v in manifest.items() if k not in ("commands", "files", "dirs", "links")
+            k: v
+            for k, v in manifest.items()
+            if k not in ("commands", "files", "dirs", "links", "errors")
         }
         self._commands: dict[tuple[str, ...], list[dict]] = {}
         for entry in manifest.get("commands") or []:
