@@ -53,8 +53,9 @@ HOST_TOOLS = {
 }
 SQUASHFS_TYPES = ("zstd", "xz", "gzip", "lzo", "lz4")
 MIN_FREE_BYTES = 8 * 1024**3
-# live-build's own top-level stages, as it announces them: "[2026-11-26 01:02:03] lb chroot".
-_LB_STAGE = re.compile(r"^\[[^\]]+\] lb (bootstrap|chroot|installer|binary|source)\s*$")
+# live-build announces each script: "[2026-11-26 00:59:56] lb chroot_apt install". The
+# progress line names each stage family (bootstrap, chroot, installer, binary, source) once.
+_LB_SCRIPT = re.compile(r"^\[[^\]]+\] lb (bootstrap|chroot|installer|binary|source)(?:_|\s|$)")
 
 
 class BuildError(Exception):
@@ -151,14 +152,14 @@ class Options:
     check_only: bool
 
 
-def check_host() -> None:
+def check_host(euid: int, debian_version: Path) -> None:
     """Root on Debian, or a one-line error that says what to do instead."""
-    if os.geteuid() != 0:
+    if euid != 0:
         raise BuildError(
             "build_iso needs root (live-build mounts and chroots): run it as root on a Debian "
             "bookworm host, or use `nox -s build_iso_container` (a privileged container)"
         )
-    if not Path("/etc/debian_version").is_file():
+    if not debian_version.is_file():
         raise BuildError(
             "build_iso runs on Debian bookworm; on this host use `nox -s build_iso_container`"
         )
@@ -363,18 +364,19 @@ def build(options: Options, progress: Progress) -> Path:
     split_abi(abi)
     dist = options.out
 
-    # -- fail fast: everything below is checked before any long step.
-    check_host()
-    check_free_space(dist)
-    missing = missing_host_packages()
-    if missing:
-        install_host_packages(missing, progress)
+    # -- fail fast: everything below is checked before any long step. The operator's inputs
+    # first, so a typo is reported before anything is installed or downloaded.
     keys = None
     if options.authorized_keys is not None:
         keys = staging.read_authorized_keys(options.authorized_keys)
     if options.vendor_dir_given and not options.vendor_dir.is_dir():
         raise BuildError(f"vendor dir {options.vendor_dir} does not exist")
     version = agent_version(staging.AGENT_DIR)
+    check_host(os.geteuid(), Path("/etc/debian_version"))
+    check_free_space(dist)
+    missing = missing_host_packages()
+    if missing:
+        install_host_packages(missing, progress)
     repo = AptRepo(
         dist / "apt" / versions["DEBIAN_RELEASE"],
         mirror=options.mirror,
@@ -466,13 +468,14 @@ def build(options: Options, progress: Progress) -> Path:
         }
         run_logged(["lb", "config"], progress, cwd=workdir, env=env)
         check_hooks(workdir)
-        stage_started = [time.monotonic()]
+        stage = {"name": "", "started": time.monotonic()}
 
         def on_line(line: str) -> None:
-            match = _LB_STAGE.match(line)
-            if match:
-                now = time.monotonic()
-                print(f"      lb {match.group(1)} (+{now - stage_started[0]:.0f}s)", flush=True)
+            match = _LB_SCRIPT.match(line)
+            if match and match.group(1) != stage["name"]:
+                stage["name"] = match.group(1)
+                took = time.monotonic() - stage["started"]
+                print(f"      lb {stage['name']} (at +{took:.0f}s)", flush=True)
 
         run_logged(["lb", "build"], progress, cwd=workdir, env=env, on_line=on_line)
         kernels = kernels_in(workdir)
@@ -509,14 +512,14 @@ def build(options: Options, progress: Progress) -> Path:
 def _nvidia_payload(
     versions: Versions, dist: Path, staged: Path, progress: Progress
 ) -> staging.NvidiaPayload:
+    # Imported here: only an NVIDIA build needs it, and a --no-nvidia build works without.
+    from buildtools import nvidia
+
     try:
-        from buildtools import nvidia  # noqa: PLC0415  (written alongside; optional until then)
-    except ImportError as exc:
-        raise BuildError(
-            f"buildtools.nvidia is not available ({exc}); build with --no-nvidia"
-        ) from None
-    cache_dir = nvidia.ensure_nvidia(versions, dist, progress.write)
-    return staging.inject_nvidia(staged, Path(cache_dir))
+        entry = nvidia.ensure_nvidia(versions, dist, lambda line: progress.say(f"      {line}"))
+    except nvidia.NvidiaError as exc:
+        raise BuildError(f"NVIDIA: {exc} (or build with --no-nvidia)") from None
+    return staging.inject_nvidia(staged, Path(entry.path))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,191 @@
+"""iso/builder/smoketest.sh, the parts that run outside a booted image.
+
+The whole script runs inside the image (nox -s vm_test); here each check that reads files runs
+against documents written the way the image writes them, selected with BEE_SMOKE_ONLY.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from buildtools import staging
+
+REPO = Path(__file__).resolve().parents[2]
+SMOKETEST = REPO / "iso" / "builder" / "smoketest.sh"
+SECTIONS = ("board", "cpu", "memory", "storage", "pcie", "psu", "nvidia")
+
+
+def smoke(checks: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["sh", str(SMOKETEST)],
+        env={**os.environ, "BEE_SMOKE_ONLY": checks, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def lines(result: subprocess.CompletedProcess[str]) -> list[str]:
+    return [line for line in result.stdout.splitlines() if not line.startswith("smoke:")]
+
+
+def audit_doc(**changes: object) -> dict[str, object]:
+    doc: dict[str, object] = {"schema_version": "1", "errors": []}
+    doc.update({section: None if section in ("psu", "nvidia") else {} for section in SECTIONS})
+    doc.update(changes)
+    return doc
+
+
+def test_audit_check_passes_on_a_complete_document(tmp_path: Path) -> None:
+    audit = tmp_path / "audit.json"
+    audit.write_text(json.dumps(audit_doc(errors=[{"collector": "psu"}])))
+    result = smoke("check_audit", BEE_SMOKE_AUDIT=str(audit))
+    assert result.returncode == 0, result.stdout
+    assert lines(result) == [f"PASS audit-file: {audit}: schema 1, 1 collector error(s)"]
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        ("{not json", "not valid JSON"),
+        ("[]", "top level is not an object"),
+        (json.dumps({"schema_version": "1", "errors": []}), "missing keys: board, cpu"),
+        (json.dumps(audit_doc(errors="none")), "errors is not a list"),
+        ("", "missing or empty"),
+    ],
+)
+def test_audit_check_fails_on_a_bad_document(tmp_path: Path, content: str, reason: str) -> None:
+    audit = tmp_path / "audit.json"
+    audit.write_text(content)
+    result = smoke("check_audit", BEE_SMOKE_AUDIT=str(audit))
+    assert result.returncode == 1
+    [line] = lines(result)
+    assert line.startswith("FAIL audit-file:") and reason in line
+
+
+def release_file(tmp_path: Path, **changes: str) -> Path:
+    values = {
+        "bee_version": "0.1.0",
+        "bee_git_commit": "abc",
+        "bee_git_dirty": False,
+        "bee_build_time": "2026-11-26T01:00:00Z",
+        "debian_release": "bookworm",
+        "debian_kernel_abi": "6.1.0-56-amd64",
+        "nvidia_driver_version": "none",
+        "nvidia_flavour": "none",
+        "nvidia_source": "none",
+        "live_build_version": "1:20230502",
+        "ssh_access": "authorized-keys",
+    }
+    values.update(changes)
+    staging.write_release(tmp_path, staging.Release(**values))  # type: ignore[arg-type]
+    return tmp_path / "etc/bee-release"
+
+
+def test_release_check_compares_with_the_installed_bee(tmp_path: Path) -> None:
+    release = release_file(tmp_path)
+    bin_dir = tmp_path / "bin"
+    build = staging.package_agent(staging.AGENT_DIR, tmp_path / "agent")
+    staging.inject_agent(tmp_path / "root", build.zipapp, staging.AGENT_DIR / "bee")
+    bin_dir.mkdir()
+    (bin_dir / "bee").symlink_to(tmp_path / "root/usr/local/bin/bee")
+    version = subprocess.run(
+        [str(bin_dir / "bee"), "--version"], capture_output=True, text=True, check=True
+    ).stdout.split()[-1]
+    release = release_file(tmp_path, bee_version=version)
+    env = {"BEE_SMOKE_RELEASE": str(release), "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    result = smoke("check_release", **env)
+    assert result.returncode == 0, result.stdout
+    assert lines(result)[0].startswith(f"PASS release: {release}: bee {version}, kernel 6.1.0-56")
+    mismatched = release_file(tmp_path, bee_version="0.0.0-other")
+    result = smoke("check_release", **{**env, "BEE_SMOKE_RELEASE": str(mismatched)})
+    assert result.returncode == 1
+    assert "FAIL bee-version" in result.stdout
+
+
+def test_missing_release_file_fails(tmp_path: Path) -> None:
+    result = smoke("check_release", BEE_SMOKE_RELEASE=str(tmp_path / "none"))
+    assert result.returncode == 1
+    assert lines(result) == [f"FAIL release: {tmp_path / 'none'} missing or empty"]
+
+
+def test_nvidia_files_skip_on_a_no_nvidia_image(tmp_path: Path) -> None:
+    result = smoke("check_nvidia_files", BEE_SMOKE_RELEASE=str(release_file(tmp_path)))
+    assert result.returncode == 0
+    assert lines(result) == ["SKIP nvidia-files: this image was built without NVIDIA (--no-nvidia)"]
+
+
+def test_nvidia_files_fail_when_the_release_promises_a_driver(tmp_path: Path) -> None:
+    release = release_file(tmp_path, nvidia_driver_version="535.309.01")
+    result = smoke(
+        "check_nvidia_files",
+        BEE_SMOKE_RELEASE=str(release),
+        BEE_SMOKE_NVIDIA_DIR=str(tmp_path / "nvidia"),
+        BEE_SMOKE_LIB_DIR=str(tmp_path / "lib"),
+    )
+    assert result.returncode == 1
+    out = result.stdout
+    assert "FAIL nvidia-modules-shipped: no " in out
+    assert "FAIL nvidia-lib-libnvidia-ml.so.1" in out and "FAIL nvidia-lib-libcuda.so.1" in out
+
+
+def test_nvidia_library_links_are_checked(tmp_path: Path) -> None:
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "libcuda.so.535.309.01").write_bytes(b"")
+    (lib / "libcuda.so.1").symlink_to("libcuda.so.535.309.01")
+    (lib / "libnvidia-ml.so.1").symlink_to("libnvidia-ml.so.535.309.01")  # dangling
+    release = release_file(tmp_path, nvidia_driver_version="535.309.01")
+    result = smoke(
+        "check_nvidia_files",
+        BEE_SMOKE_RELEASE=str(release),
+        BEE_SMOKE_NVIDIA_DIR=str(tmp_path / "nvidia"),
+        BEE_SMOKE_LIB_DIR=str(lib),
+    )
+    assert f"PASS nvidia-lib-libcuda.so.1: {lib}/libcuda.so.1 -> libcuda.so.535.309.01" in (
+        result.stdout
+    )
+    assert "FAIL nvidia-lib-libnvidia-ml.so.1" in result.stdout
+
+
+def host_nvidia_gpus() -> int:
+    out = subprocess.run(["lspci", "-Dn"], capture_output=True, text=True, check=False).stdout
+    return sum(
+        1
+        for line in out.splitlines()
+        if len(line.split()) > 2
+        and line.split()[1].startswith("03")
+        and line.split()[2].startswith("10de:")
+    )
+
+
+@pytest.mark.skipif(shutil.which("lspci") is None, reason="needs lspci")
+def test_nvidia_gpu_checks_skip_without_a_gpu() -> None:
+    if host_nvidia_gpus():
+        pytest.skip("this host has an NVIDIA GPU")
+    result = smoke("check_nvidia_gpus")
+    assert result.returncode == 0
+    assert [line.split(":")[0] for line in lines(result)] == [
+        "SKIP nvidia-modules-loaded",
+        "SKIP nvidia-smi-gpus",
+        "SKIP nvidia-devices",
+        "SKIP nvidia-audit",
+    ]
+
+
+def test_unknown_check_is_a_failure() -> None:
+    result = smoke("check_everything")
+    assert result.returncode == 1
+    assert lines(result) == ["FAIL smoke: unknown check check_everything"]
+
+
+def test_summary_line_counts() -> None:
+    result = smoke("check_everything check_everything")
+    assert result.stdout.splitlines()[-1] == "smoke: 0 pass, 2 fail, 0 skip"
