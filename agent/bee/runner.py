@@ -84,10 +84,6 @@ class Runner(Protocol):
     def read_link(self, path: str) -> str | None: ...
 
 
-class Aborted(Exception):
-    """The audit's deadline passed; no new command is started."""
-
-
 class SystemRunner:
     """Runs real commands and reads the real file system."""
 
@@ -104,6 +100,8 @@ class SystemRunner:
         base.update(LC_ALL="C", LANG="C", LANGUAGE="C")
         self._env = base
         self._lock = threading.Lock()
+        self._started = threading.Condition(self._lock)
+        self._starting = 0  # processes between the deadline check and their registration
         self._live: dict[int, subprocess.Popen[bytes]] = {}
         self._groups: set[int] = set()  # every process group started, for the final sweep
         self._deadline: float | None = None  # time.monotonic() value
@@ -115,8 +113,9 @@ class SystemRunner:
 
     def abort(self) -> None:
         """Stop everything: kill every live process group, refuse new commands."""
-        with self._lock:
+        with self._started:
             self._aborted = True
+            self._started.wait_for(lambda: self._starting == 0, timeout=KILL_WAIT_S)
             live = list(self._live.values())
         for proc in live:
             _signal_group(proc, signal.SIGKILL)
@@ -142,7 +141,11 @@ class SystemRunner:
         start = time.monotonic()
         if self._deadline is not None:
             timeout_s = min(timeout_s, max(0.0, self._deadline - start))
-        if self._aborted or timeout_s <= 0:
+        with self._lock:
+            refused = self._aborted or timeout_s <= 0
+            if not refused:
+                self._starting += 1
+        if refused:
             return CommandResult(
                 argv=argv,
                 returncode=RC_TIMEOUT,
@@ -153,15 +156,7 @@ class SystemRunner:
                 error="not started: the audit deadline had passed",
             )
         try:
-            proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=self._env,
-                start_new_session=True,
-                close_fds=True,
-            )
+            proc = self._spawn(argv)
         except FileNotFoundError:
             return CommandResult(
                 argv=argv,
@@ -180,14 +175,42 @@ class SystemRunner:
                 duration_s=time.monotonic() - start,
                 error=exc.strerror or str(exc),
             )
-        with self._lock:
-            self._live[proc.pid] = proc
-            self._groups.add(proc.pid)
         try:
             return self._communicate(proc, argv, start, start + timeout_s)
         finally:
             with self._lock:
                 self._live.pop(proc.pid, None)
+
+    def _spawn(self, argv: tuple[str, ...]) -> subprocess.Popen[bytes]:
+        """Start argv in its own process group and register it, unless the audit was aborted.
+
+        The `_starting` count lets `abort()` wait for a start in flight: a process is either
+        registered before abort sweeps, or sees the abort itself and is killed here.
+        """
+        try:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=self._env,
+                start_new_session=True,
+                close_fds=True,
+            )
+        except BaseException:
+            with self._started:
+                self._starting -= 1
+                self._started.notify_all()
+            raise
+        with self._started:
+            self._starting -= 1
+            self._live[proc.pid] = proc
+            self._groups.add(proc.pid)
+            self._started.notify_all()
+            aborted = self._aborted
+        if aborted:
+            _signal_group(proc, signal.SIGKILL)
+        return proc
 
     def _communicate(
         self, proc: subprocess.Popen[bytes], argv: tuple[str, ...], start: float, until: float
