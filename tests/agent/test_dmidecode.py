@@ -1,0 +1,464 @@
+"""dmidecode: board, CPU sockets, DIMMs, type 39 PSUs; placeholders; VMs; the sysfs fallback."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bee.capture import RecordingRunner, ReplayRunner
+from bee.probe import Probe
+from bee.serialize import to_jsonable
+from bee.tools import dmidecode
+from bee.tools.dmidecode import is_placeholder, parse
+from conftest import FIXTURES, REALWORLD, SCHEMA_DIR
+
+FIXTURE_FILES = sorted(
+    p for p in (FIXTURES / "dmidecode").glob("*.txt") if ".expected." not in p.name
+)
+REALWORLD_FILES = sorted((REALWORLD / "dmidecode").glob("*.txt"))
+SERVER = FIXTURES / "dmidecode" / "handwritten-dual-socket-empty-slot.txt"
+VMWARE_OLD = FIXTURES / "dmidecode" / "handwritten-dmidecode2-layout-vmware-phantom-slots.txt"
+NO_SMBIOS = FIXTURES / "dmidecode" / "firecracker-no-smbios.txt"
+
+
+def section_validator(section: str):
+    from jsonschema import Draft202012Validator
+
+    schema = json.loads((SCHEMA_DIR / f"{section}.schema.json").read_text(encoding="utf-8"))
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+VALIDATORS = {name: section_validator(name) for name in ("board", "cpu", "memory", "psu")}
+
+
+def assert_valid(section: str, model: object) -> None:
+    errors = list(VALIDATORS[section].iter_errors(to_jsonable(model)))
+    assert not errors, [f"{list(e.absolute_path)}: {e.message}" for e in errors[:5]]
+
+
+def assert_smbios_valid(parsed: dmidecode.Smbios) -> None:
+    assert_valid("board", parsed.board)
+    assert_valid("cpu", parsed.cpu)
+    assert_valid("memory", parsed.memory)
+    psu = {"ipmi_device": None, "power_supplies": parsed.power_supplies, "fru_devices": []}
+    assert_valid("psu", psu)
+
+
+def write_capture(
+    directory: Path,
+    commands: list[tuple[list[str], str, int, str]],
+    files: dict[str, str] | None = None,
+    dirs: dict[str, list[str]] | None = None,
+    links: dict[str, str] | None = None,
+) -> Path:
+    """A bee capture directory from (argv, stdout, exit status, stderr) and file contents."""
+    (directory / "commands").mkdir(parents=True)
+    entries = []
+    for number, (argv, stdout, returncode, stderr) in enumerate(commands):
+        for stream, text in (("stdout", stdout), ("stderr", stderr)):
+            (directory / f"commands/{number:03d}.{stream}").write_text(text, encoding="utf-8")
+        entries.append(
+            {
+                "argv": argv,
+                "returncode": returncode,
+                "duration_s": 0.01,
+                "stdout": f"commands/{number:03d}.stdout",
+                "stderr": f"commands/{number:03d}.stderr",
+            }
+        )
+    file_map = {}
+    for path, text in (files or {}).items():
+        target = directory / ("fs" + path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+        file_map[path] = "fs" + path
+    manifest = {
+        "format": "bee-capture/1",
+        "commands": entries,
+        "files": file_map,
+        "dirs": dirs or {},
+        "links": links or {},
+    }
+    (directory / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    return directory
+
+
+def probe_over(directory: Path, name: str) -> tuple[Probe, RecordingRunner]:
+    recorder = RecordingRunner(ReplayRunner(directory))
+    return Probe(recorder, name), recorder
+
+
+# -- parser ---------------------------------------------------------------------------------
+
+
+def test_server_board_keeps_real_values_and_drops_placeholders_with_their_raw_text():
+    board = parse(SERVER.read_text()).board
+    assert board is not None and board.source == "dmidecode"
+    assert (board.system.manufacturer, board.system.product) == ("Supermicro", "SYS-2029U-TR4")
+    assert board.system.serial == "S123456X8B00001"
+    assert board.system.uuid is None
+    assert board.system.placeholders == {
+        "uuid": "00000000-0000-0000-0000-000000000000",
+        "version": "0123456789",
+        "sku": "To Be Filled By O.E.M.",
+    }
+    assert board.bios.vendor == "American Megatrends Inc." and board.bios.revision == "5.12"
+    assert board.baseboard.serial == "ZM18AS000001"
+    assert board.baseboard.placeholders == {"asset_tag": "Base Board Asset Tag"}
+    assert (board.chassis.type, board.chassis.serial) == ("Rack Mount Chassis", "C2190LH00A00001")
+    assert board.chassis.sku is None and board.chassis.placeholders["sku"] == "Default string"
+    assert board.virtual_machine is False and board.hypervisor is None
+
+
+def test_unpopulated_socket_is_listed_not_dropped():
+    cpu = parse(SERVER.read_text()).cpu
+    assert [s.designation for s in cpu.sockets] == ["CPU1", "CPU2"]
+    first, second = cpu.sockets
+    assert (first.populated, first.enabled) == (True, True)
+    assert first.model == "Intel(R) Xeon(R) Gold 6130 CPU @ 2.10GHz"
+    assert (first.core_count, first.core_enabled, first.thread_count) == (16, 16, 32)
+    assert (first.max_speed_mhz, first.current_speed_mhz) == (4000, 2100)
+    assert (second.populated, second.enabled, second.model) == (False, False, None)
+    assert (cpu.socket_count, cpu.populated_count, cpu.core_count, cpu.thread_count) == (
+        2,
+        1,
+        16,
+        32,
+    )
+
+
+def test_dimms_sizes_speeds_in_mhz_and_empty_slot():
+    memory = parse(SERVER.read_text()).memory
+    assert [s.locator for s in memory.slots] == ["P1-DIMMA1", "P1-DIMMB1", "P1-DIMMC1"]
+    a1, b1, c1 = memory.slots
+    assert a1.size_bytes == 32 * 1024**3 and b1.size_bytes == 16384 * 1024**2
+    # dmidecode 3.0 still says MHz for what is MT/s: same number, raw kept.
+    assert (a1.speed_mts, a1.speed_raw) == (2666, "2666 MHz")
+    assert (a1.configured_speed_mts, a1.configured_speed_raw) == (2400, "2400 MHz")
+    assert a1.part_number == "M393A4K40CB2-CTD"  # trailing spaces trimmed
+    assert a1.type == "DDR4" and a1.rank == 2 and a1.ecc is True
+    assert c1.populated is False and c1.size_bytes is None and c1.size_raw == "No Module Installed"
+    assert c1.manufacturer is None and c1.placeholders["manufacturer"] == "NO DIMM"
+    assert (memory.slot_count, memory.populated_count, memory.empty_count) == (3, 2, 1)
+    assert memory.total_bytes == 48 * 1024**3
+    assert memory.arrays[0].ecc is True and memory.arrays[0].maximum_capacity_bytes == 3 * 1024**4
+
+
+def test_type_39_power_supplies():
+    first, second = parse(SERVER.read_text()).power_supplies
+    assert (first.name, first.manufacturer, first.serial) == (
+        "PWS-1K62A-1R",
+        "SUPERMICRO",
+        "P1K62CH00A00001",
+    )
+    assert (first.capacity_w, first.capacity_source, first.present) == (1600, "smbios", True)
+    assert (second.present, second.capacity_w, second.serial) == (False, None, None)
+
+
+def test_dmidecode_2_layout_vmware_phantom_slots_are_not_missing_dimms():
+    parsed = parse(VMWARE_OLD.read_text())
+    assert parsed.dmidecode_version == "2.9" and parsed.smbios_version == "2.4"
+    board = parsed.board
+    assert board.virtual_machine is True and board.hypervisor == "vmware"
+    assert board.system.uuid == "564d1122-3344-5566-7788-99aabbccddee"
+    memory = parsed.memory
+    assert (memory.slot_count, memory.populated_count) == (3, 1)
+    assert (memory.empty_count, memory.phantom_slot_count) == (0, 2)
+    assert memory.total_bytes == 4096 * 1024**2
+    sockets = parsed.cpu.sockets
+    assert [(s.populated, s.enabled) for s in sockets] == [(True, True), (True, False)]
+
+
+def test_no_smbios_output_is_empty_not_an_error():
+    parsed = parse(NO_SMBIOS.read_text())
+    assert parsed.dmidecode_version == "3.4"
+    assert parsed.record_count == 0
+    assert (parsed.board, parsed.cpu, parsed.memory, parsed.power_supplies) == (
+        None,
+        None,
+        None,
+        [],
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "placeholder"),
+    [
+        ("To Be Filled By O.E.M.", True),
+        ("to be filled by o.e.m.", True),
+        ("Not Specified", True),
+        ("Default string", True),
+        ("None", True),
+        ("0123456789", True),
+        ("SerNum02", True),
+        ("PartNum1", True),
+        ("00000000", True),
+        ("FFFFFFFFFFFF", True),
+        ("..........", True),
+        ("--", True),
+        ("", True),
+        ("   ", True),
+        ("S411294X9C07713", False),
+        ("00", False),  # a short version string can be real
+        ("Other", False),  # a real chassis type
+        ("Dell Inc.", False),
+    ],
+)
+def test_placeholders(value, placeholder):
+    assert is_placeholder(value) is placeholder
+
+
+def test_uuid_all_f_is_not_an_identity():
+    assert dmidecode.clean_uuid("FFFFFFFF-FFFF-FFFF-FFFF-FFFFFFFFFFFF") == (
+        None,
+        "FFFFFFFF-FFFF-FFFF-FFFF-FFFFFFFFFFFF",
+    )
+    assert dmidecode.clean_uuid("Not Settable") == (None, "Not Settable")
+
+
+def test_records_indented_with_spaces_and_repeated_keys():
+    text = (
+        "Handle 0x0001, DMI type 1, 27 bytes\nSystem Information\n"
+        "    Manufacturer: HPE\n    Product Name: ProLiant DL380 Gen10\n"
+        "    Serial Number: CZ2D1234AB\n    Serial Number: ignored\n"
+    )
+    system = parse(text).board.system
+    assert (system.manufacturer, system.product, system.serial) == (
+        "HPE",
+        "ProLiant DL380 Gen10",
+        "CZ2D1234AB",
+    )
+
+
+@pytest.mark.parametrize("path", FIXTURE_FILES, ids=lambda p: p.name)
+def test_fixtures_match_the_schemas(path):
+    assert_smbios_valid(parse(path.read_text()))
+
+
+# -- properties -----------------------------------------------------------------------------
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(max_size=400))
+def test_never_raises_on_arbitrary_text(text):
+    parse(text)
+
+
+DMI_ALPHABET = st.sampled_from(
+    [
+        "Handle 0x0001, DMI type 17, 40 bytes\n",
+        "Handle 0x0002\n",
+        "\tDMI type 4, 35 bytes.\n",
+        "Memory Device\n",
+        "\tSize: 16 GB\n",
+        "\tSize: No Module Installed\n",
+        "\tArray Handle: 0x0001\n",
+        "\tSpeed: 2933 MT/s\n",
+        "\t\tPCI is supported\n",
+        "\tStatus: Populated, Enabled\n",
+        "\tUUID: 00000000-0000-0000-0000-000000000000\n",
+        "\tUse: Video Memory\n",
+        "Processor Information\n",
+        ":\n",
+        "\n",
+        "\t",
+        "# dmidecode 3.5\n",
+    ]
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(DMI_ALPHABET, max_size=40))
+def test_never_raises_on_shuffled_dmidecode_lines(parts):
+    assert_smbios_valid(parse("".join(parts)))
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+@pytest.mark.parametrize("path", FIXTURE_FILES, ids=lambda p: p.name)
+def test_never_raises_on_real_fixtures_with_lines_dropped_duplicated_or_cut(path, data):
+    lines = path.read_text().splitlines(keepends=True)
+    if not lines:
+        return
+    mutated = []
+    for line in lines:
+        action = data.draw(st.sampled_from(["keep", "keep", "keep", "drop", "dup", "cut"]))
+        if action == "keep":
+            mutated.append(line)
+        elif action == "dup":
+            mutated += [line, line]
+        elif action == "cut":
+            mutated.append(line[: data.draw(st.integers(0, len(line)))])
+    assert_smbios_valid(parse("".join(mutated)))
+
+
+# -- collectors through a replay ------------------------------------------------------------
+
+SYSFS_DMI = {
+    "/sys/class/dmi/id/sys_vendor": "QEMU\n",
+    "/sys/class/dmi/id/product_name": "Standard PC (Q35 + ICH9, 2009)\n",
+    "/sys/class/dmi/id/product_uuid": "0b6c3f1e-2b8a-4c9e-9d55-3f0a1c2e7b11\n",
+    "/sys/class/dmi/id/chassis_type": "1\n",
+    "/sys/class/dmi/id/chassis_vendor": "QEMU\n",
+    "/sys/class/dmi/id/board_serial": "\n",
+}
+CPUINFO_VM = "processor\t: 0\nflags\t\t: fpu vme de pse tsc msr hypervisor lahf_lm\n"
+
+
+def test_board_collector_reads_dmidecode(tmp_path):
+    capture = write_capture(tmp_path, [(["dmidecode", "-t", "0,1,2,3"], SERVER.read_text(), 0, "")])
+    probe, recorder = probe_over(capture, "board")
+    board = dmidecode.collect_board(probe)
+    assert board.source == "dmidecode" and board.system.serial == "S123456X8B00001"
+    assert probe.errors == [] and probe.notes == []
+    assert [r.argv for r in recorder.results] == [("dmidecode", "-t", "0,1,2,3")]
+    assert_valid("board", board)
+
+
+def test_board_falls_back_to_sysfs_when_dmidecode_finds_no_smbios(tmp_path):
+    capture = write_capture(
+        tmp_path,
+        [
+            (
+                ["dmidecode", "-t", "0,1,2,3"],
+                NO_SMBIOS.read_text(),
+                1,
+                "/dev/mem: No such file or directory\n",
+            )
+        ],
+        files={**SYSFS_DMI, "/proc/cpuinfo": CPUINFO_VM},
+    )
+    probe, _ = probe_over(capture, "board")
+    board = dmidecode.collect_board(probe)
+    assert board.source == "sysfs"
+    assert (board.system.manufacturer, board.system.product) == (
+        "QEMU",
+        "Standard PC (Q35 + ICH9, 2009)",
+    )
+    assert board.system.uuid == "0b6c3f1e-2b8a-4c9e-9d55-3f0a1c2e7b11"
+    assert board.chassis.type == "Other"  # sysfs gives the number 1
+    assert board.baseboard is None  # an empty board_serial is not a baseboard
+    assert board.virtual_machine is True and board.hypervisor == "qemu"
+    assert "/proc/cpuinfo flag: hypervisor" in board.virtual_machine_evidence
+    assert probe.errors == []
+    assert any("no SMBIOS" in n for n in probe.notes)
+    assert_valid("board", board)
+
+
+def test_board_without_dmidecode_and_without_sysfs_is_null_with_a_note(tmp_path):
+    probe, _ = probe_over(write_capture(tmp_path, []), "board")
+    assert dmidecode.collect_board(probe) is None
+    assert probe.errors == [] and probe.notes == ["dmidecode is not installed"]
+
+
+def test_unexpected_dmidecode_failure_is_an_error(tmp_path):
+    capture = write_capture(
+        tmp_path, [(["dmidecode", "-t", "4"], "", 2, "dmidecode: invalid option -- 'x'\n")]
+    )
+    probe, _ = probe_over(capture, "cpu")
+    assert dmidecode.collect_cpu(probe) is None
+    assert probe.errors == ["dmidecode -t 4: exit 2: dmidecode: invalid option -- 'x'"]
+
+
+def test_cpu_and_memory_collectors(tmp_path):
+    text = SERVER.read_text()
+    capture = write_capture(
+        tmp_path,
+        [(["dmidecode", "-t", "4"], text, 0, ""), (["dmidecode", "-t", "16,17"], text, 0, "")],
+        files={"/sys/class/dmi/id/sys_vendor": "Supermicro\n", "/proc/cpuinfo": "flags\t: fpu\n"},
+    )
+    probe, _ = probe_over(capture, "cpu")
+    cpu = dmidecode.collect_cpu(probe)
+    assert cpu.populated_count == 1 and cpu.sockets[0].model.startswith("Intel(R) Xeon(R) Gold")
+    memory = dmidecode.collect_memory(probe)
+    assert memory.virtual_machine is False and memory.empty_count == 1
+    assert probe.errors == []
+    assert_valid("cpu", cpu)
+    assert_valid("memory", memory)
+
+
+def test_memory_collector_marks_vm_phantom_slots_from_sysfs(tmp_path):
+    capture = write_capture(
+        tmp_path,
+        [(["dmidecode", "-t", "16,17"], VMWARE_OLD.read_text(), 0, "")],
+        files={
+            "/sys/class/dmi/id/sys_vendor": "VMware, Inc.\n",
+            "/sys/class/dmi/id/product_name": "VMware Virtual Platform\n",
+        },
+    )
+    probe, _ = probe_over(capture, "memory")
+    memory = dmidecode.collect_memory(probe)
+    assert memory.virtual_machine is True
+    assert (memory.populated_count, memory.empty_count, memory.phantom_slot_count) == (1, 0, 2)
+
+
+# -- real-world outputs ---------------------------------------------------------------------
+
+# What a person reading each file sees: file stem fragment -> expected values.
+SPOT_CHECKS = {
+    "glpi-project_glpi-agent__dell-r640-1": {
+        "serial": "6J29H63",
+        "product": "PowerEdge R640",
+        "populated_dimms": 12,
+        "total_gib": 96,
+        "cpu_model": "Intel(R) Xeon(R) Silver 4210 CPU @ 2.20GHz",
+        "psus": 2,
+    },
+    "glpi-project_glpi-agent__hp-dl360-gen8": {"serial": "USE2236835", "populated_dimms": 8},
+    "linuxhw_DMI__Server_ASRockRack_GENOAD12M3-2Q-H_C450CA5F12F0": {
+        "serial": None,  # hw-probe masks serials as "--"
+        "cpu_model": "AMD EPYC 9454P 48-Core Processor",
+        "cores": 48,
+        "populated_dimms": 12,
+        "total_gib": 384,
+    },
+    "glpi-project_glpi-agent__vmware-esx": {"hypervisor": "vmware", "populated_dimms": 1},
+    "glpi-project_glpi-agent__windows-hyperV-2019": {"hypervisor": "hyper-v"},
+    "glpi-project_glpi-agent__rhel-3.9": {"hypervisor": "virtualbox", "product": "VirtualBox"},
+    "linuxhw_DMI__Desktop_QEMU_Standard-PC_418878F10378": {"hypervisor": "qemu"},
+    "glpi-project_glpi-agent__psu-t39-ProLiant_DL380_Gen10": {"psus": 2, "psu_watts": 800},
+    "glpi-project_glpi-agent__memory-t17-hynix-kingmax": {"populated_dimms": 2, "total_gib": 16},
+    "glpi-project_glpi-agent__oracle-server-x5-2": {
+        "serial": "1634NM1107",
+        "populated_dimms": 16,
+        "total_gib": 512,
+    },
+}
+
+
+@pytest.mark.skipif(not REALWORLD_FILES, reason="../shared/realworld/dmidecode is not there")
+@pytest.mark.parametrize("path", REALWORLD_FILES, ids=lambda p: p.stem)
+def test_realworld_outputs_parse_and_match_the_schemas(path):
+    parsed = parse(path.read_bytes().decode("utf-8", errors="replace"))
+    assert parsed.record_count > 0
+    assert_smbios_valid(parsed)
+    expected = SPOT_CHECKS.get(path.stem)
+    if expected is None:
+        return
+    board, cpu, memory = parsed.board, parsed.cpu, parsed.memory
+    for key, value in expected.items():
+        actual = {
+            "serial": lambda: board.system.serial,
+            "product": lambda: board.system.product,
+            "hypervisor": lambda: board.hypervisor,
+            "populated_dimms": lambda: memory.populated_count,
+            "total_gib": lambda: memory.total_bytes / 1024**3,
+            "cpu_model": lambda: cpu.sockets[0].model,
+            "cores": lambda: cpu.core_count,
+            "psus": lambda: len(parsed.power_supplies),
+            "psu_watts": lambda: parsed.power_supplies[0].capacity_w,
+        }[key]()
+        assert actual == value, f"{key}: {actual!r} != {value!r}"
+
+
+@pytest.mark.skipif(not REALWORLD_FILES, reason="../shared/realworld/dmidecode is not there")
+def test_realworld_spot_checks_name_existing_files():
+    stems = {p.stem for p in REALWORLD_FILES}
+    assert set(SPOT_CHECKS) <= stems

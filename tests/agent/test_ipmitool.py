@@ -1,0 +1,245 @@
+"""ipmitool fru: FRU devices, power supplies by any vendor's name, SMBIOS type 39 merged in."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_dmidecode import SERVER, probe_over, write_capture
+
+from bee.serialize import to_jsonable
+from bee.tools import ipmitool
+from bee.tools.ipmitool import Psu, parse
+from conftest import FIXTURES, REALWORLD, SCHEMA_DIR
+
+FIXTURE_FILES = sorted(
+    p for p in (FIXTURES / "ipmitool-fru").glob("*.txt") if ".expected." not in p.name
+)
+REALWORLD_FILES = sorted((REALWORLD / "ipmitool-fru").glob("*.txt"))
+NAMES = FIXTURES / "ipmitool-fru" / "handwritten-psu-names-and-records.txt"
+FRU_ARGV = ["ipmitool", "fru"]
+T39_ARGV = ["dmidecode", "-t", "39"]
+
+
+def _validator():
+    from jsonschema import Draft202012Validator
+
+    schema = json.loads((SCHEMA_DIR / "psu.schema.json").read_text(encoding="utf-8"))
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+VALIDATOR = _validator()
+
+
+def assert_valid(model: object) -> None:
+    errors = list(VALIDATOR.iter_errors(to_jsonable(model)))
+    assert not errors, [f"{list(e.absolute_path)}: {e.message}" for e in errors[:5]]
+
+
+def as_section(fru: ipmitool.Fru) -> Psu:
+    return Psu(ipmi_device="/dev/ipmi0", power_supplies=fru.power_supplies, fru_devices=fru.devices)
+
+
+# -- parser ---------------------------------------------------------------------------------
+
+
+def test_power_supplies_by_name_and_by_record():
+    fru = parse(NAMES.read_text())
+    assert [d.name for d in fru.devices] == [
+        "Builtin FRU Device",
+        "PS1",
+        "PS2",
+        "Pwr Supply 1 FRU",
+        "PSU_3 FRU",
+        "CPU 1 DIMM 1",
+        "BMC",
+    ]
+    supplies = {p.name: p for p in fru.power_supplies}
+    assert list(supplies) == ["PS1", "PS2", "Pwr Supply 1 FRU", "PSU_3 FRU"]
+    ps1 = supplies["PS1"]
+    assert (ps1.manufacturer, ps1.model, ps1.serial, ps1.part_number) == (
+        "DELL",
+        "PWR SPLY,1100W,RDNT,DELTA",
+        "CNDED000000001",
+        "0TN0A1A01",
+    )
+    assert (ps1.capacity_w, ps1.capacity_source, ps1.present) == (1100, "model-string", True)
+    assert (supplies["PS2"].present, supplies["PS2"].status) == (
+        False,
+        "Device not present (Timeout)",
+    )
+    intel = supplies["Pwr Supply 1 FRU"]
+    assert (intel.manufacturer, intel.model, intel.revision, intel.capacity_w) == (
+        "DELTA ELECTRONICS",
+        "DPS-2200AB-1",
+        "01A",
+        None,
+    )
+    record = supplies["PSU_3 FRU"]
+    assert (record.capacity_w, record.capacity_source, record.fru_id) == (2200, "fru-record", 4)
+
+
+def test_board_and_product_areas_of_other_devices_are_kept():
+    builtin, *_, dimm, bmc = parse(NAMES.read_text()).devices
+    assert builtin.fru_id == 0 and builtin.product_serial == "S411294X9C00001"
+    assert (builtin.board_serial, builtin.chassis_serial) == ("OM19BS000001", "C4180LK19A00001")
+    assert builtin.chassis_part_number is None
+    assert builtin.placeholders == {"chassis_part_number": ".................."}
+    assert dimm.fields["Part Number"] == "M393A4K40CB2-CTD"  # NUL padding dropped
+    assert bmc.errors == ["Unknown FRU header version 0x02"]
+
+
+@pytest.mark.parametrize(
+    ("name", "is_psu"),
+    [
+        ("PS1", True),
+        ("PS 2", True),
+        ("PSU1 FRU", True),
+        ("Pwr Supply 1 FRU", True),
+        ("Power Supply 2", True),
+        ("PWS_1", True),
+        ("CPU 1 DIMM 1", False),
+        ("Builtin FRU Device", False),
+        ("BP1", False),
+    ],
+)
+def test_psu_names(name, is_psu):
+    fru = parse(f"FRU Device Description : {name} (ID 5)\n Board Mfg : X\n")
+    assert bool(fru.power_supplies) is is_psu
+
+
+@pytest.mark.parametrize("path", FIXTURE_FILES, ids=lambda p: p.name)
+def test_fixtures_match_the_schema(path):
+    assert_valid(as_section(parse(path.read_text())))
+
+
+# -- properties -----------------------------------------------------------------------------
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(max_size=400))
+def test_never_raises_on_arbitrary_text(text):
+    assert_valid(as_section(parse(text)))
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+@pytest.mark.parametrize("path", FIXTURE_FILES, ids=lambda p: p.name)
+def test_never_raises_on_real_fixtures_with_lines_dropped_duplicated_or_cut(path, data):
+    lines = path.read_text().splitlines(keepends=True)
+    mutated = []
+    for line in lines:
+        action = data.draw(st.sampled_from(["keep", "keep", "keep", "drop", "dup", "cut"]))
+        if action == "keep":
+            mutated.append(line)
+        elif action == "dup":
+            mutated += [line, line]
+        elif action == "cut":
+            mutated.append(line[: data.draw(st.integers(0, len(line)))])
+    assert_valid(as_section(parse("".join(mutated))))
+
+
+# -- collector through a replay --------------------------------------------------------------
+
+
+def test_without_an_ipmi_device_ipmitool_is_not_run_and_type_39_still_counts(tmp_path):
+    capture = write_capture(
+        tmp_path, [(T39_ARGV, SERVER.read_text(), 0, "")], dirs={"/dev": ["null", "sda"]}
+    )
+    probe, recorder = probe_over(capture, "psu")
+    psu = ipmitool.collect(probe)
+    assert [r.argv for r in recorder.results] == [tuple(T39_ARGV)]
+    assert psu.ipmi_device is None and psu.fru_devices == []
+    assert [p.serial for p in psu.power_supplies] == ["P1K62CH00A00001", None]
+    assert probe.errors == [] and probe.notes == []
+    assert_valid(psu)
+
+
+def test_without_ipmi_and_without_type_39_the_section_is_null_and_silent(tmp_path):
+    capture = write_capture(tmp_path, [(T39_ARGV, "# dmidecode 3.4\n", 1, "")], dirs={"/dev": []})
+    probe, _ = probe_over(capture, "psu")
+    assert ipmitool.collect(probe) is None
+    assert probe.errors == [] and probe.notes == []
+
+
+def test_ipmi_fru_and_smbios_entries_of_one_supply_merge_by_serial(tmp_path):
+    fru_text = (
+        "FRU Device Description : PS1 (ID 1)\n"
+        " Board Mfg             : SUPERMICRO\n"
+        " Board Product         : PWS-1K62A-1R\n"
+        " Board Serial          : P1K62CH00A00001\n"
+        "\n" + NAMES.read_text()
+    )
+    capture = write_capture(
+        tmp_path,
+        [(FRU_ARGV, fru_text, 1, ""), (T39_ARGV, SERVER.read_text(), 0, "")],
+        dirs={"/dev/ipmi": ["0"], "/dev": ["ipmi", "null"]},
+    )
+    probe, _ = probe_over(capture, "psu")
+    psu = ipmitool.collect(probe)
+    assert psu.ipmi_device == "/dev/ipmi/0"
+    merged = psu.power_supplies[0]
+    assert merged.sources == ["ipmi-fru", "smbios"]
+    assert (merged.serial, merged.capacity_w, merged.capacity_source) == (
+        "P1K62CH00A00001",
+        1600,
+        "smbios",
+    )
+    assert merged.status == "Present, OK" and merged.location == "PSU1"
+    # ipmitool's exit 1 (one FRU device failed) is not an error when it printed the others.
+    assert probe.errors == []
+    assert len(psu.power_supplies) == 1 + 4 + 1  # FRU PS1, four from NAMES, SMBIOS PSU2
+    assert_valid(psu)
+
+
+def test_ipmitool_failing_outright_is_an_error(tmp_path):
+    capture = write_capture(
+        tmp_path,
+        [(FRU_ARGV, "", 1, "Could not open device at /dev/ipmi0: Permission denied\n")],
+        dirs={"/dev": ["ipmi0"]},
+    )
+    probe, _ = probe_over(capture, "psu")
+    psu = ipmitool.collect(probe)
+    assert psu.ipmi_device == "/dev/ipmi0" and psu.power_supplies == []
+    assert probe.errors == [
+        "ipmitool fru: exit 1: Could not open device at /dev/ipmi0: Permission denied"
+    ]
+
+
+# -- real-world outputs ---------------------------------------------------------------------
+
+SPOT_CHECKS = {
+    "glpi-project_glpi-agent__dell-r640": {
+        "psu_serials": ["CNDED0003G0NQA", "CNDED0003G0O0P"],
+        "product_serial": "2RJF153",
+    },
+    "glpi-project_glpi-agent__dell-r630": {"psu_serials": ["CNDED0081G03X8", None]},
+    "glpi-project_glpi-agent__powersupplies-fru_4": {
+        "psu_serials": ["CNS2221A4SG7Q0942", "CNS2221A4SG7Q0944"],
+    },
+    "glpi-project_glpi-agent__hp-dl360-gen8": {"psu_serials": [], "product_serial": "USE2236835"},
+    "glpi-project_glpi-agent__sun-x2200-m2": {"psu_serials": []},
+}
+
+
+@pytest.mark.skipif(not REALWORLD_FILES, reason="../shared/realworld/ipmitool-fru is not there")
+@pytest.mark.parametrize("path", REALWORLD_FILES, ids=lambda p: p.stem)
+def test_realworld_outputs_parse_and_match_the_schema(path):
+    fru = parse(path.read_bytes().decode("utf-8", errors="replace"))
+    assert fru.devices
+    assert_valid(as_section(fru))
+    expected = SPOT_CHECKS.get(path.stem, {})
+    if "psu_serials" in expected:
+        assert [p.serial for p in fru.power_supplies] == expected["psu_serials"]
+    if "product_serial" in expected:
+        assert fru.devices[0].product_serial == expected["product_serial"]
+
+
+@pytest.mark.skipif(not REALWORLD_FILES, reason="../shared/realworld/ipmitool-fru is not there")
+def test_realworld_spot_checks_name_existing_files():
+    assert set(SPOT_CHECKS) <= {p.stem for p in REALWORLD_FILES}
