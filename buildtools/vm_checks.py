@@ -220,7 +220,7 @@ def check_board(document: dict[str, Any], hw: Hardware) -> list[CheckResult]:
 
 
 def check_cpu(document: dict[str, Any], hw: Hardware) -> list[CheckResult]:
-    sockets = _items(_get(document, "cpu", "processors"))
+    sockets = _items(_get(document, "cpu", "sockets"))
     models = sorted({str(s.get("model")) for s in sockets})
     return [
         _equal("CPU sockets", len(sockets), hw.sockets),
@@ -229,7 +229,7 @@ def check_cpu(document: dict[str, Any], hw: Hardware) -> list[CheckResult]:
 
 
 def check_memory(document: dict[str, Any], hw: Hardware) -> list[CheckResult]:
-    dimms = [d for d in _items(_get(document, "memory", "dimms")) if d.get("size_bytes")]
+    dimms = [d for d in _items(_get(document, "memory", "slots")) if d.get("size_bytes")]
     sizes = sorted(int(d["size_bytes"]) // (1024 * 1024) for d in dimms)
     serials = sorted({str(d.get("serial")) for d in dimms})
     return [
@@ -291,7 +291,7 @@ def check_pcie(document: dict[str, Any], hw: Hardware) -> list[CheckResult]:
         hw.nics, sorted(nics, key=lambda d: str(d.get("address"))), strict=False
     ):
         label = f"NIC {nic.get('address')} link"
-        speed = _link_gts(nic.get("link_speed_gts", nic.get("current_link_speed")))
+        speed = _link_gts(nic.get("current_link_speed_gts", nic.get("current_link_speed")))
         width = nic.get("link_width", nic.get("current_link_width"))
         results.append(
             _check(
