@@ -285,8 +285,18 @@ def check_hooks(workdir: Path) -> None:
             raise BuildError(f"lb config left no config/hooks/{kind}/*.chroot: hooks would not run")
 
 
-def kernels_in(workdir: Path) -> list[str]:
-    return sorted(path.name for path in (workdir / "binary" / "live").glob("vmlinuz*"))
+def kernels_in(live_dir: Path) -> list[str]:
+    """Distinct kernels in the ISO's live/: versioned names, plus any alias that is not one.
+
+    live-build hard-links `vmlinuz` to `vmlinuz-<ABI>` when there is a single kernel.
+    """
+    images = sorted(live_dir.glob("vmlinuz*"))
+    versioned = [path for path in images if path.name.startswith("vmlinuz-")]
+    inodes = {path.stat().st_ino for path in versioned}
+    aliases = [
+        path for path in images if path not in versioned and path.stat().st_ino not in inodes
+    ]
+    return sorted(path.name for path in [*versioned, *aliases])
 
 
 def sha256_file(path: Path) -> str:
@@ -478,7 +488,7 @@ def build(options: Options, progress: Progress) -> Path:
                 print(f"      lb {stage['name']} (at +{took:.0f}s)", flush=True)
 
         run_logged(["lb", "build"], progress, cwd=workdir, env=env, on_line=on_line)
-        kernels = kernels_in(workdir)
+        kernels = kernels_in(workdir / "binary" / "live")
         if kernels != [f"vmlinuz-{abi}"]:
             raise BuildError(
                 f"expected exactly one kernel vmlinuz-{abi} in the ISO, found {kernels}"

@@ -151,3 +151,14 @@ def test_builder_config_pins_one_kernel_and_the_mirrors() -> None:
         assert option in auto
     hook = (build_iso.BUILDER_DIR / "config/hooks/normal/9000-bee-image.hook.chroot").read_text()
     assert "expected exactly one kernel" in hook
+
+
+def test_kernel_count_sees_through_live_builds_hard_link(tmp_path: Path) -> None:
+    (tmp_path / "vmlinuz-6.1.0-56-amd64").write_bytes(b"kernel")
+    (tmp_path / "vmlinuz").hardlink_to(tmp_path / "vmlinuz-6.1.0-56-amd64")
+    assert build_iso.kernels_in(tmp_path) == ["vmlinuz-6.1.0-56-amd64"]
+    (tmp_path / "vmlinuz-6.12.0-1-amd64").write_bytes(b"second kernel")
+    assert len(build_iso.kernels_in(tmp_path)) == 2
+    (tmp_path / "vmlinuz").unlink()
+    (tmp_path / "vmlinuz").write_bytes(b"a copy, not a link")
+    assert "vmlinuz" in build_iso.kernels_in(tmp_path)
