@@ -1,0 +1,272 @@
+"""nvidia-smi -q -x: GPUs, a GPU in trouble, the procfs fallback, PCIe reconciliation."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bee.capture import ReplayRunner
+from bee.probe import Probe
+from bee.serialize import to_jsonable
+from bee.tools import lspci, nvidia_smi
+from bee.tools.nvidia_smi import normalise_pci_address, parse
+from conftest import FIXTURES, REALWORLD, SCHEMA_DIR
+
+H200 = FIXTURES / "nvidia-smi" / "h200-firecracker-580.xml"
+H200_PROC_VERSION = FIXTURES / "nvidia-smi" / "h200-firecracker-580.proc-version"
+H200_PROC_INFO = FIXTURES / "nvidia-smi" / "h200-firecracker-580.proc-information"
+H200_LSPCI = FIXTURES / "lspci" / "h200-firecracker-vmm-nn-D.txt"
+FIXTURE_FILES = sorted((FIXTURES / "nvidia-smi").glob("*.xml"))
+REALWORLD_FILES = sorted((REALWORLD / "nvidia-smi-xml").glob("*.xml"))
+H200_BDF = "0000:00:06.0"
+
+
+def write_capture(
+    root: Path,
+    commands: list[tuple[list[str], int, str]],
+    files: dict[str, str],
+    dirs: dict[str, list[str]],
+) -> Path:
+    """A bee-capture/1 directory: commands (argv, exit status, stdout), files, directories."""
+    (root / "commands").mkdir(parents=True)
+    entries = []
+    for number, (argv, returncode, stdout) in enumerate(commands):
+        for stream, text in (("stdout", stdout), ("stderr", "")):
+            (root / f"commands/{number:03d}.{stream}").write_text(text)
+        entries.append(
+            {
+                "argv": argv,
+                "returncode": returncode,
+                "stdout": f"commands/{number:03d}.stdout",
+                "stderr": f"commands/{number:03d}.stderr",
+                "duration_s": 1.5,
+            }
+        )
+    names = {}
+    for path, text in files.items():
+        name = "fs" + path
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+        names[path] = name
+    manifest = {"format": "bee-capture/1", "commands": entries, "files": names, "dirs": dirs}
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    return root
+
+
+def h200_capture(root: Path, *, rc: int = 0, stdout: str | None = None) -> Path:
+    return write_capture(
+        root,
+        [(list(nvidia_smi.ARGV), rc, H200.read_text() if stdout is None else stdout)],
+        {
+            "/proc/driver/nvidia/version": H200_PROC_VERSION.read_text(),
+            f"/proc/driver/nvidia/gpus/{H200_BDF}/information": H200_PROC_INFO.read_text(),
+        },
+        {"/proc/driver/nvidia/gpus": [H200_BDF]},
+    )
+
+
+def schema_validator():
+    from jsonschema import Draft202012Validator
+
+    schema = json.loads((SCHEMA_DIR / "nvidia.schema.json").read_text())
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+def test_h200_is_read_in_full():
+    section = parse(H200.read_text())
+    assert section.errors == []
+    assert (section.driver_version, section.cuda_version, section.dtd_version) == (
+        "580.159.04",
+        "13.0",
+        13,
+    )
+    [gpu] = section.gpus
+    assert gpu.name == "NVIDIA H200" and gpu.architecture == "Hopper"
+    assert gpu.uuid == "GPU-748cab2e-6b52-16fa-e39b-eb8c7dd7f5be"
+    assert gpu.serial == "1653824161852" and gpu.board_part_number == "692-2G520-0282-001"
+    assert gpu.vbios_version == "96.00.A5.00.1A"
+    assert (gpu.pci_bus_id, gpu.pci_address, gpu.pci_device_id) == (
+        "00000000:00:06.0",
+        H200_BDF,
+        "2335",
+    )
+    assert (gpu.pcie_link_gen_current, gpu.pcie_link_gen_max) == (5, 5)
+    assert (gpu.pcie_link_width_current, gpu.pcie_link_width_max) == (16, 16)
+    assert gpu.memory_total_mib == 143771 and gpu.ecc_mode_current == "Enabled"
+    assert gpu.ecc_volatile_uncorrectable == 0 and gpu.remapped_rows_failure is False
+    assert gpu.power_limit_w == 700.0 and gpu.persistence_mode is True
+    assert gpu.mig_mode_current == "Disabled" and gpu.problems == []
+
+
+def test_h200_document_matches_the_schema():
+    errors = list(schema_validator().iter_errors(to_jsonable(parse(H200.read_text()))))
+    assert errors == []
+
+
+def test_schema_describes_every_field_of_every_model():
+    schema = json.loads((SCHEMA_DIR / "nvidia.schema.json").read_text())
+    import dataclasses
+
+    for cls in (nvidia_smi.NvidiaSection, nvidia_smi.Gpu):
+        props = (
+            schema["properties"]
+            if cls is nvidia_smi.NvidiaSection
+            else schema["$defs"][cls.__name__]["properties"]
+        )
+        assert set(props) == {f.name for f in dataclasses.fields(cls)}
+        assert all(p.get("description") for p in props.values())
+
+
+def _second_gpu_in_trouble(xml: str) -> str:
+    """The H200 document with a second GPU whose fields read [GPU requires reset]."""
+    block = re.search(r"<gpu id=.*?</gpu>", xml, re.DOTALL).group(0)
+    sick = block.replace("00000000:00:06.0", "00000000:00:07.0").replace(
+        "GPU-748cab2e-6b52-16fa-e39b-eb8c7dd7f5be", "[GPU requires reset]"
+    )
+    sick = re.sub(r"<gpu_temp>[^<]*</gpu_temp>", "<gpu_temp>[Unknown Error]</gpu_temp>", sick)
+    return xml.replace("</gpu>", "</gpu>\n" + sick, 1)
+
+
+def test_a_gpu_in_trouble_keeps_the_others_and_is_a_finding():
+    section = parse(_second_gpu_in_trouble(H200.read_text()))
+    assert [g.pci_address for g in section.gpus] == [H200_BDF, "0000:00:07.0"]
+    good, sick = section.gpus
+    assert good.uuid and good.problems == []
+    assert sick.uuid is None and sick.temperature_c is None
+    assert "uuid: [GPU requires reset]" in sick.problems
+    found = nvidia_smi.findings({"nvidia": section, "pcie": None})
+    assert [(f.severity, f.subject) for f in found] == [("critical", "0000:00:07.0")]
+
+
+def test_a_document_cut_short_keeps_the_complete_gpus():
+    xml = _second_gpu_in_trouble(H200.read_text())
+    cut = xml[: xml.rindex("<gpu id=") + 400]  # the second GPU is cut in the middle
+    section = parse("Unable to determine the device handle for GPU 0000:00:07.0\n" + cut)
+    assert [g.uuid for g in section.gpus] == ["GPU-748cab2e-6b52-16fa-e39b-eb8c7dd7f5be"]
+    assert section.driver_version == "580.159.04" and section.attached_gpus == 1
+    assert section.errors == ["nvidia-smi XML does not parse; kept the complete <gpu> elements"]
+
+
+@pytest.mark.parametrize("text", ["", "garbage", "<nvidia_smi_log>", "<a/>", "\x00<gpu"])
+def test_bad_input_gives_an_empty_section_with_an_error(text):
+    section = parse(text)
+    assert section.gpus == [] and section.errors
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(max_size=400))
+def test_never_raises_on_arbitrary_text(text):
+    parse(text)
+    parse("<nvidia_smi_log><gpu id='x'>" + text)
+    nvidia_smi.parse_proc_information(text)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_never_raises_on_fixtures_with_lines_dropped_duplicated_or_cut(data):
+    lines = data.draw(st.sampled_from(FIXTURE_FILES)).read_text().splitlines()
+    index = data.draw(st.integers(0, max(len(lines) - 1, 0)))
+    edit = data.draw(st.sampled_from(["drop", "dup", "cut"]))
+    if edit == "drop":
+        lines = lines[:index] + lines[index + 1 :]
+    elif edit == "dup":
+        lines = lines[: index + 1] + lines[index:]
+    else:
+        lines = lines[:index]
+    parse("\n".join(lines))
+
+
+@pytest.mark.parametrize(
+    ("bus_id", "address"),
+    [
+        ("00000000:07:00.0", "0000:07:00.0"),
+        ("0000:3B:00.0", "0000:3b:00.0"),
+        ("00010000:c1:00.1", "10000:c1:00.1"),
+        ("07:00.0", "0000:07:00.0"),
+        ("garbage", None),
+        (None, None),
+    ],
+)
+def test_pci_addresses_are_normalised_like_lspci(bus_id, address):
+    assert normalise_pci_address(bus_id) == address
+
+
+def test_collector_reads_the_h200_capture(tmp_path):
+    probe = Probe(ReplayRunner(h200_capture(tmp_path)), "nvidia")
+    section = nvidia_smi.collect(probe)
+    assert section is not None and section.source == "nvidia-smi"
+    assert [g.serial for g in section.gpus] == ["1653824161852"]
+    assert probe.errors == []
+
+
+def test_collector_falls_back_to_procfs_when_nvidia_smi_fails(tmp_path):
+    stdout = "Unable to determine the device handle for GPU0000:00:06.0: Unknown Error\n"
+    probe = Probe(ReplayRunner(h200_capture(tmp_path, rc=15, stdout=stdout)), "nvidia")
+    section = nvidia_smi.collect(probe)
+    assert section is not None and section.source == "procfs"
+    assert section.driver_version == "580.159.04"
+    [gpu] = section.gpus
+    assert (gpu.name, gpu.uuid, gpu.vbios_version, gpu.pci_address, gpu.minor_number) == (
+        "NVIDIA H200",
+        "GPU-748cab2e-6b52-16fa-e39b-eb8c7dd7f5be",
+        "96.00.a5.00.1a",
+        H200_BDF,
+        0,
+    )
+    assert probe.errors[0].startswith("nvidia-smi -q -x: exit 15")
+
+
+def test_collector_skips_quietly_without_the_driver(tmp_path):
+    probe = Probe(ReplayRunner(write_capture(tmp_path, [], {}, {})), "nvidia")
+    assert nvidia_smi.collect(probe) is None
+    assert probe.errors == [] and probe.notes
+
+
+def test_collector_without_nvidia_smi_is_none(tmp_path):
+    files = {"/proc/driver/nvidia/version": H200_PROC_VERSION.read_text()}
+    probe = Probe(ReplayRunner(write_capture(tmp_path, [], files, {})), "nvidia")
+    assert nvidia_smi.collect(probe) is None and probe.errors == []
+
+
+def test_pcie_reconciliation_on_the_h200_machine():
+    pcie = lspci.parse(H200_LSPCI.read_text())
+    section = parse(H200.read_text())
+    assert nvidia_smi.findings({"pcie": pcie, "nvidia": section}) == []
+    # The same bus with the driver absent: the GPU is a finding.
+    [finding] = nvidia_smi.findings({"pcie": pcie, "nvidia": None})
+    assert finding.subject == H200_BDF and finding.severity == "warning"
+    # nvidia-smi reports no GPU at that address: a critical finding.
+    empty = parse(H200.read_text().replace("00000000:00:06.0", "00000000:00:09.0"))
+    found = nvidia_smi.findings({"pcie": pcie, "nvidia": empty})
+    assert [(f.severity, f.subject) for f in found] == [("critical", H200_BDF)]
+    assert "nvidia-smi does not report it" in found[0].message
+
+
+def test_pcie_reconciliation_reads_dicts_too():
+    pcie = {"devices": [{"address": "0000:41:00.0", "vendor_id": "10de", "class_id": "0302"}]}
+    found = nvidia_smi.findings({"pcie": pcie, "nvidia": parse(H200.read_text())})
+    assert [f.subject for f in found] == ["0000:41:00.0"]
+
+
+@pytest.mark.skipif(not REALWORLD_FILES, reason="../shared/realworld/nvidia-smi-xml is absent")
+def test_realworld_outputs_parse_and_yield_what_a_person_sees():
+    sections = {p.name: parse(p.read_text(errors="replace")) for p in REALWORLD_FILES}
+    assert all(s.gpus for s in sections.values())
+    assert all(g.uuid and g.name and g.vbios_version for s in sections.values() for g in s.gpus)
+    v100s = sections["GuanceCloud_datakit__tesla-v100s-8gpu.xml"]
+    assert len(v100s.gpus) == 8 and v100s.driver_version == "460.73.01"
+    assert len({g.uuid for g in v100s.gpus}) == 8
+    p100 = sections["netdata_go.d.plugin__tesla-p100.xml"].gpus[0]
+    assert p100.ecc_aggregate_correctable == 3 and p100.retired_pages_pending is False
+    mig = sections["netdata_go.d.plugin__a100-sxm4-mig.xml"].gpus[0]
+    assert mig.mig_mode_current == "Enabled" and mig.memory_total_mib == 40960
+    trimmed = sections["influxdata_telegraf__a100-sxm4-v12.xml"]
+    assert trimmed.attached_gpus == 4 and len(trimmed.gpus) == 1 and trimmed.errors
+    rtx = sections["netdata_go.d.plugin__rtx-4090-driver-535.xml"].gpus[0]
+    assert rtx.serial is None and rtx.remapped_rows_correctable == 0

@@ -1,0 +1,354 @@
+"""The storage section: lsblk + smartctl + nvme-cli joined per disk, with a health verdict."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from bee.capture import ReplayRunner
+from bee.probe import Probe
+from bee.serialize import to_jsonable
+from bee.tools import lsblk, nvme, smartctl, storage
+from bee.tools.smartctl import SCAN_ARGV, ScannedDevice, parse
+from conftest import FIXTURES, REALWORLD, SCHEMA_DIR
+
+SMART_REALWORLD = REALWORLD / "smartctl-json"
+NVME_ID = FIXTURES / "nvme-id-ctrl" / "handwritten-nvmecli1x-spaced-keys.json"
+NVME_WARN = FIXTURES / "nvme-smart-log" / "handwritten-nvmecli211-verbose-warning-object.json"
+NVME_OK = FIXTURES / "nvme-smart-log" / "handwritten-nvmecli1x-nan-and-floats.json"
+
+
+def write_capture(
+    root: Path,
+    commands: list[tuple[list[str], int, str]],
+    dirs: dict[str, list[str]] | None = None,
+) -> Path:
+    """A bee-capture/1 directory that answers the given commands (argv, exit status, stdout)."""
+    (root / "commands").mkdir(parents=True)
+    entries = []
+    for number, (argv, returncode, stdout) in enumerate(commands):
+        for stream, text in (("stdout", stdout), ("stderr", "")):
+            (root / f"commands/{number:03d}.{stream}").write_text(text)
+        entries.append(
+            {
+                "argv": argv,
+                "returncode": returncode,
+                "stdout": f"commands/{number:03d}.stdout",
+                "stderr": f"commands/{number:03d}.stderr",
+                "duration_s": 0.3,
+            }
+        )
+    manifest = {"format": "bee-capture/1", "commands": entries, "files": {}, "dirs": dirs or {}}
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    return root
+
+
+def validator():
+    from jsonschema import Draft202012Validator
+
+    schema = json.loads((SCHEMA_DIR / "storage.schema.json").read_text())
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+def assert_valid(section: storage.StorageSection) -> None:
+    errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator().iter_errors(
+        to_jsonable(section))]  # fmt: skip
+    assert errors == []
+
+
+def smart(**fields) -> str:
+    body = {"smartctl": {"version": [7, 3], "exit_status": fields.pop("exit_status", 0)}}
+    body.update(fields)
+    return json.dumps(body)
+
+
+# -- verdicts -----------------------------------------------------------------------------
+
+
+def test_healthy_ata_disk_is_ok():
+    report = parse(smart(serial_number="S1", smart_status={"passed": True}))
+    assert storage.smart_health(report) == ("ok", [])
+
+
+def test_failed_self_assessment_is_failing_and_counters_are_reasons():
+    report = parse(
+        smart(
+            exit_status=0x08,
+            serial_number="S2",
+            smart_status={"passed": False},
+            ata_smart_attributes={
+                "table": [{"id": 197, "name": "Current_Pending_Sector", "raw": {"value": 16}}]
+            },
+        )
+    )
+    verdict, reasons = storage.smart_health(report)
+    assert verdict == "failing"
+    assert reasons[0].startswith("SMART overall health self-assessment FAILED")
+    assert "16 sectors pending reallocation (unreadable)" in reasons
+
+
+def test_sas_grown_defects_and_uncorrected_errors_are_a_warning():
+    report = parse(
+        smart(
+            serial_number="S3",
+            smart_status={"passed": True},
+            scsi_grown_defect_list=12,
+            scsi_error_counter_log={"read": {"total_uncorrected_errors": 3}},
+        )
+    )
+    assert storage.smart_health(report) == (
+        "warning",
+        ["12 grown defects (SAS)", "3 uncorrected read errors (SAS)"],
+    )
+
+
+def test_a_failed_self_test_is_failing():
+    report = parse(
+        smart(
+            serial_number="S4",
+            smart_status={"passed": True},
+            ata_smart_self_test_log={
+                "standard": {
+                    "table": [
+                        {
+                            "type": {"string": "Extended offline"},
+                            "status": {"string": "Completed: read failure", "passed": False},
+                            "lifetime_hours": 4211,
+                        }
+                    ]
+                }
+            },
+        )
+    )
+    assert storage.smart_health(report) == (
+        "failing",
+        ["the last self-test failed (Completed: read failure)"],
+    )
+
+
+def test_no_data_or_no_health_is_unknown():
+    opened = parse(smart(exit_status=2, smartctl={"exit_status": 2}))
+    assert storage.smart_health(opened)[0] == "unknown"
+    volume = parse(smart(serial_number="Volume1", model_name="Intel Raid 1 Volume"))
+    assert storage.smart_health(volume) == (
+        "unknown",
+        ["smartctl reports no SMART health for this device"],
+    )
+
+
+def test_hot_drive_warns_against_its_own_trip_temperature():
+    report = parse(
+        smart(
+            serial_number="S5",
+            smart_status={"passed": True},
+            temperature={"current": 58, "drive_trip": 55},
+        )
+    )
+    assert storage.smart_health(report)[0] == "warning"
+
+
+def test_nvme_verdicts():
+    failing = nvme.parse_smart_log(NVME_WARN.read_text())
+    verdict, reasons = storage.nvme_health(failing, nvme.parse_id_ctrl(NVME_ID.read_text()))
+    assert verdict == "failing"
+    assert reasons == [
+        "NVMe critical warning: reliability is degraded by media or internal errors: replace",
+        "the rated write endurance is used up (103%)",
+        "2 media errors (unrecovered data integrity errors)",
+    ]
+    assert storage.nvme_health(nvme.parse_smart_log(NVME_OK.read_text()), None) == ("ok", [])
+    assert storage.nvme_health(None, None)[0] == "unknown"
+    low_spare = nvme.parse_smart_log(json.dumps({"avail_spare": 3, "spare_thresh": 10}))
+    assert storage.nvme_health(low_spare, None)[0] == "failing"
+
+
+@pytest.mark.skipif(not SMART_REALWORLD.is_dir(), reason="../shared/realworld is absent")
+def test_realworld_verdicts():
+    def verdict(name: str) -> str:
+        return storage.smart_health(parse((SMART_REALWORLD / name).read_text()))[0]
+
+    assert verdict("AnalogJ_scrutiny__smart-fail2.json") == "failing"
+    assert verdict("AnalogJ_scrutiny__smart-megaraid1.json") == "warning"  # 387 reallocated
+    assert verdict("AnalogJ_scrutiny__smart-nvme-failed.json") == "warning"  # 7 media errors
+    assert verdict("AnalogJ_scrutiny__smart-fail.json") == "unknown"  # open failed
+    assert verdict("AnalogJ_scrutiny__smart-raid.json") == "unknown"  # a RAID volume
+    assert verdict("influxdata_telegraf__smartctl-scsi_extended.json") == "ok"
+    assert verdict("criteo_hwbench__sata-hpe-MB24000GYEVK-smartctl73-x.json") == "ok"
+
+
+# -- the collector ------------------------------------------------------------------------
+
+
+def test_firecracker_machine_replay(tmp_path):
+    capture = write_capture(
+        tmp_path,
+        [
+            (
+                list(lsblk.ARGV),
+                0,
+                (FIXTURES / "lsblk" / "firecracker-vm-virtio-zram.json").read_text(),
+            ),
+            (
+                list(SCAN_ARGV),
+                0,
+                (FIXTURES / "smartctl-scan" / "firecracker-vm-none.json").read_text(),
+            ),
+        ],
+    )
+    probe = Probe(ReplayRunner(capture), "storage")
+    section = storage.collect(probe)
+    assert section is not None and section.skipped == ["zram0"]
+    [disk] = section.disks
+    assert disk.name == "vda" and disk.size_bytes == 274877906944
+    assert disk.health.verdict == "unknown" and disk.health.source is None
+    assert probe.errors == []
+    assert_valid(section)
+
+
+def test_server_with_sata_sas_raid_and_nvme(tmp_path):
+    """lsblk, the scan and each tool answer as on a server with every kind of disk."""
+    block = {
+        "blockdevices": [
+            {"name": "sda", "path": "/dev/sda", "type": "disk", "size": 960197124096,
+             "model": "SAMSUNG MZ7L3960", "serial": "S6KLNA0T100001", "tran": "sata",
+             "rota": False, "rm": False, "ro": False},
+            {"name": "sdb", "path": "/dev/sdb", "type": "disk", "size": 3999688294400,
+             "model": "PERC H755 Front", "vendor": "DELL", "tran": None},
+            {"name": "nvme0n1", "path": "/dev/nvme0n1", "type": "disk", "size": 1000204886016,
+             "model": "HANDWRITTEN NVME 1.x LAYOUT 1TB", "serial": "HANDWRITTEN0001",
+             "tran": "nvme"},
+            {"name": "sr0", "path": "/dev/sr0", "type": "rom", "size": 912261120, "rm": True,
+             "mountpoint": "/run/live/medium"},
+            {"name": "loop0", "type": "loop"},
+        ]
+    }  # fmt: skip
+    scan = {
+        "devices": [
+            {"name": "/dev/sda", "type": "sat", "protocol": "ATA"},
+            {"name": "/dev/sdb", "type": "scsi", "protocol": "SCSI"},
+            {"name": "/dev/bus/0", "type": "megaraid,0", "protocol": "SCSI"},
+            {"name": "/dev/bus/0", "type": "sat+megaraid,1", "protocol": "ATA"},
+            {"name": "/dev/nvme0", "type": "nvme", "protocol": "NVMe"},
+        ]
+    }
+    dev = {d["type"]: ScannedDevice(name=d["name"], type=d["type"], protocol=None, info_name=None)
+           for d in scan["devices"]}  # fmt: skip
+    commands = [
+        (list(lsblk.ARGV), 0, json.dumps(block)),
+        (list(SCAN_ARGV), 0, json.dumps(scan)),
+        (
+            list(smartctl.device_argv(dev["sat"])),
+            0,
+            smart(serial_number="S6KLNA0T100001", firmware_version="JXTC604Q",
+                  smart_status={"passed": True}, power_on_hours={"hours": 1234}),
+        ),
+        (list(smartctl.device_argv(dev["scsi"])), 4, smart(exit_status=4, vendor="DELL",
+                                                         product="PERC H755 Front")),
+        (
+            list(smartctl.device_argv(dev["megaraid,0"])),
+            0,
+            smart(serial_number="WBN0A1B2", scsi_vendor="SEAGATE", scsi_product="ST2400MM0129",
+                  user_capacity={"bytes": 2400476553216}, smart_status={"passed": True},
+                  scsi_grown_defect_list=40, rotation_rate=10500),
+        ),
+        (
+            list(smartctl.device_argv(dev["sat+megaraid,1"])),
+            64,
+            smart(exit_status=64, serial_number="ZA1B2C3D", model_name="ST4000NM0035",
+                  smart_status={"passed": True}),
+        ),
+        (["nvme", "id-ctrl", "-o", "json", "/dev/nvme0"], 0, NVME_ID.read_text()),
+        (["nvme", "smart-log", "-o", "json", "/dev/nvme0"], 0, NVME_WARN.read_text()),
+    ]  # fmt: skip
+    dirs = {"/sys/class/nvme": ["nvme0"], "/sys/class/nvme/nvme0": ["device", "nvme0n1"]}
+    probe = Probe(ReplayRunner(write_capture(tmp_path, commands, dirs)), "storage")
+    section = storage.collect(probe)
+    assert section is not None and section.skipped == ["loop0"]
+    disks = {d.name: d for d in section.disks}
+    assert list(disks) == ["sda", "sdb", "nvme0n1", "sr0", "bus0-megaraid,0", "bus0-sat+megaraid,1"]
+
+    assert disks["sda"].health.verdict == "ok" and disks["sda"].firmware == "JXTC604Q"
+    assert disks["sda"].smartctl_device == "/dev/sda -d sat"
+    assert disks["sdb"].health.verdict == "unknown"
+    assert "RAID controller's logical drive" in disks["sdb"].health.reasons[-1]
+    member = disks["bus0-megaraid,0"]
+    assert member.behind_raid_controller and member.serial == "WBN0A1B2"
+    assert member.size_bytes == 2400476553216 and member.rotational is True
+    assert member.health.verdict == "warning" and member.health.reasons == [
+        "40 grown defects (SAS)"
+    ]
+    assert disks["bus0-sat+megaraid,1"].health.reasons == ["the device error log has entries"]
+
+    nvme_disk = disks["nvme0n1"]
+    assert nvme_disk.nvme is not None and nvme_disk.nvme.namespaces == ["nvme0n1"]
+    assert nvme_disk.nvme.health.temperature_c == 45
+    assert nvme_disk.firmware == "1B2QEXM7" and nvme_disk.health.source == "nvme-cli"
+    assert nvme_disk.health.verdict == "failing"
+
+    assert disks["sr0"].is_boot_medium and disks["sr0"].health.verdict == "unknown"
+    assert probe.errors == [] and any("smart_command_failed" in n for n in probe.notes)
+
+    found = storage.findings({"storage": section})
+    assert [(f.severity, f.subject) for f in found] == [
+        ("critical", "nvme0n1"),
+        ("warning", "bus0-megaraid,0"),
+        ("warning", "bus0-sat+megaraid,1"),
+    ]
+    assert_valid(section)
+
+
+def test_nvme_without_nvme_cli_falls_back_to_smartctl(tmp_path):
+    block = {"blockdevices": [{"name": "nvme0n1", "type": "disk", "size": 512110190592}]}
+    scan = {"devices": [{"name": "/dev/nvme0", "type": "nvme", "protocol": "NVMe"}]}
+    report = smart(
+        serial_number="S4EWNX0R123456",
+        device={"name": "/dev/nvme0", "type": "nvme", "protocol": "NVMe"},
+        smart_status={"passed": True},
+        nvme_smart_health_information_log={"critical_warning": 0, "percentage_used": 95},
+    )
+    nvme_dev = ScannedDevice(name="/dev/nvme0", type="nvme", protocol="NVMe", info_name=None)
+    commands = [
+        (list(lsblk.ARGV), 0, json.dumps(block)),
+        (list(SCAN_ARGV), 0, json.dumps(scan)),
+        (list(smartctl.device_argv(nvme_dev)), 0, report),
+    ]
+    probe = Probe(ReplayRunner(write_capture(tmp_path, commands)), "storage")
+    section = storage.collect(probe)
+    [disk] = section.disks
+    assert disk.serial == "S4EWNX0R123456" and disk.health.source == "smartctl"
+    assert disk.health.verdict == "warning"
+    assert disk.health.reasons == ["95% of the rated write endurance is used"]
+    assert "nvme is not installed" in probe.notes
+    assert_valid(section)
+
+
+def test_nothing_installed_is_none(tmp_path):
+    probe = Probe(ReplayRunner(write_capture(tmp_path, [])), "storage")
+    assert storage.collect(probe) is None
+
+
+def test_a_broken_lsblk_is_an_error_not_a_crash(tmp_path):
+    commands = [(list(lsblk.ARGV), 0, "{not json"), (list(SCAN_ARGV), 0, '{"devices": []}')]
+    probe = Probe(ReplayRunner(write_capture(tmp_path, commands)), "storage")
+    section = storage.collect(probe)
+    assert section is not None and section.disks == []
+    assert probe.errors and probe.errors[0].startswith("lsblk output is not JSON")
+
+
+def test_schema_describes_every_field_of_every_model():
+    schema = json.loads((SCHEMA_DIR / "storage.schema.json").read_text())
+    models = [storage.StorageSection, storage.Disk, storage.DiskHealth, storage.NvmeInfo,
+              lsblk.BlockChild, smartctl.SmartReport, smartctl.SelfTest, nvme.NvmeController,
+              nvme.NvmeHealth]  # fmt: skip
+    for cls in models:
+        props = (
+            schema["properties"]
+            if cls is storage.StorageSection
+            else schema["$defs"][cls.__name__]["properties"]
+        )
+        assert set(props) == {f.name for f in dataclasses.fields(cls)}, cls.__name__
+        assert all(p.get("description") for p in props.values()), cls.__name__
