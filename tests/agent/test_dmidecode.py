@@ -462,3 +462,39 @@ def test_realworld_outputs_parse_and_match_the_schemas(path):
 def test_realworld_spot_checks_name_existing_files():
     stems = {p.stem for p in REALWORLD_FILES}
     assert set(SPOT_CHECKS) <= stems
+
+
+# -- the whole audit over a replay: these sections inside the envelope schema ---------------
+
+
+def test_audit_replay_with_board_cpu_memory_pcie_psu_validates(tmp_path, validate_document):
+    from bee.audit import run_audit
+    from bee.summary import summary_lines
+
+    server = SERVER.read_text()
+    lspci_text = (FIXTURES / "lspci" / "h200-firecracker-vmm-nn-D.txt").read_text()
+    fru_text = (FIXTURES / "ipmitool-fru" / "handwritten-psu-names-and-records.txt").read_text()
+    capture = write_capture(
+        tmp_path,
+        [
+            (["dmidecode", "-t", "0,1,2,3"], server, 0, ""),
+            (["dmidecode", "-t", "4"], server, 0, ""),
+            (["dmidecode", "-t", "16,17"], server, 0, ""),
+            (["dmidecode", "-t", "39"], server, 0, ""),
+            (["lspci", "-vmm", "-nn", "-D"], lspci_text, 0, ""),
+            (["ipmitool", "fru"], fru_text, 1, ""),
+        ],
+        files={"/sys/class/dmi/id/sys_vendor": "Supermicro\n"},
+        dirs={"/dev": ["ipmi0", "null"]},
+    )
+    document = run_audit(ReplayRunner(capture), deadline_s=30, mode="replay")
+    validate_document(document)
+    for section in ("board", "cpu", "memory", "pcie", "psu"):
+        assert document["collectors"][section]["status"] == "ok", document["collectors"]
+        assert not [e for e in document["errors"] if e["collector"] == section]
+    assert document["board"]["system"]["serial"] == "S123456X8B00001"
+    assert len(document["psu"]["power_supplies"]) == 4 + 2
+    lines = summary_lines(document)
+    assert lines[0].endswith("audit of Supermicro SYS-2029U-TR4, S/N S123456X8B00001")
+    assert "CPU: 1 x Intel(R) Xeon(R) Gold 6130 CPU @ 2.10GHz (16 cores, 32 threads)" in lines
+    assert "Memory: 48.0 GiB in 2 of 3 slots" in lines
