@@ -101,7 +101,8 @@ def is_placeholder(value: str) -> bool:
         return True
     # A run of one character: "00000000", "FFFFFFFF", "........", "--" (hw-probe's mask).
     # Short runs of other characters ("00", "11") can be real versions.
-    return bool(_SAME_CHAR.match(text)) and (len(text) >= 4 or text[0] in ".-_* ")
+    compact = text.replace(" ", "")  # "00 00 00 00 00 00 00 00": an unset CPUID
+    return bool(_SAME_CHAR.match(compact)) and (len(compact) >= 4 or compact[0] in ".-_*")
 
 
 class _Fields:
@@ -135,8 +136,9 @@ def clean_uuid(value: str | None) -> tuple[str | None, str | None]:
         return None, None
     text = value.strip()
     hex_digits = text.replace("-", "").lower()
-    if not re.fullmatch(r"[0-9a-f]{32}", hex_digits) or _SAME_CHAR.match(hex_digits):
+    if is_placeholder(text) or (hex_digits and _SAME_CHAR.match(hex_digits)):
         return None, (text or None)
+    # A malformed UUID (some firmware prints 35 hex digits) is still what the machine says.
     return text.lower(), None
 
 
