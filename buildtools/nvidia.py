@@ -16,12 +16,14 @@ cache directory) and carries the manifest.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
+import signal
 import sys
-import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,7 +32,7 @@ from typing import Any
 from buildtools import nvidia_kbuild as kbuild
 from buildtools import nvidia_sources as sources
 from buildtools.aptrepo import AptError, AptRepo
-from buildtools.nvidia_cache import NvidiaBuild, build_entry, cache_dir, load_entry
+from buildtools.nvidia_cache import NvidiaBuild, build_entry, cache_dir, load_entry, pid_alive
 from buildtools.nvidia_steps import CommandLog, NvidiaError, Steps
 from buildtools.versions import REPO_ROOT, Versions, VersionsError, load_versions
 
@@ -144,8 +146,7 @@ def ensure_nvidia(
         result.detail = kbuild.ensure_headers(pins.kernel_abi, repo)
         compiler = kbuild.kernel_compiler(pins.kernel_abi)
 
-    with tempfile.TemporaryDirectory(prefix="nvidia-work-", dir=dist_dir) as work_name:
-        work = Path(work_name)
+    with work_dir(dist_dir) as work:
         with steps.step(f"driver source ({pins.source})") as result:
             if pins.source == "run":
                 tree = sources.extract_run(
@@ -208,8 +209,37 @@ def ensure_nvidia(
     return entry
 
 
+@contextmanager
+def work_dir(dist_dir: Path) -> Iterator[Path]:
+    """dist/.nvidia-work-<pid>/, removed afterwards; ones left by killed builds are removed too."""
+    for stale in dist_dir.glob(".nvidia-work-*"):
+        pid = stale.name.rpartition("-")[2]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    work = dist_dir / f".nvidia-work-{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    try:
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def _size_mib(path: Path) -> float:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / (1 << 20)
+
+
+def _raise_interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _interrupt_on_signals() -> None:
+    """SIGTERM/SIGHUP (a CI timeout, a closed terminal) clean up like Ctrl-C does: the running
+    command's process group is killed and the partial cache entry removed. SIGINT is reset too,
+    since a shell starts background jobs with it ignored."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _raise_interrupt)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -223,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--versions", type=Path, help="VERSIONS file (default: iso/builder/)")
     parser.add_argument("--jobs", type=int, help="make -j (default: all CPUs, under nice)")
     args = parser.parse_args(argv)
+    _interrupt_on_signals()
     log_file = args.dist.resolve() / "logs" / "nvidia.log"
 
     def say(line: str) -> None:

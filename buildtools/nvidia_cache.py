@@ -28,7 +28,7 @@ from typing import Any
 
 from buildtools.nvidia_steps import NvidiaError
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: external_depends treats - and _ alike
 MANIFEST = "manifest.json"
 _CHUNK = 1 << 20
 
@@ -200,14 +200,14 @@ def remove_stale_partials(final: Path) -> list[Path]:
     for pattern in (f".{final.name}.partial-*", f".{final.name}.old-*"):
         for stale in final.parent.glob(pattern):
             pid = stale.name.rpartition("-")[2]
-            if pid.isdigit() and int(pid) != os.getpid() and _pid_alive(int(pid)):
+            if pid.isdigit() and int(pid) != os.getpid() and pid_alive(int(pid)):
                 continue  # another build of the same entry is running right now
             shutil.rmtree(stale, ignore_errors=True)
             removed.append(stale)
     return removed
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -134,6 +134,10 @@ def modinfo(module: Path, field: str, log: CommandLog) -> str:
     return output.strip()
 
 
+def _module_key(name: str) -> str:
+    return name.replace("-", "_")
+
+
 def order_modules(names: list[str]) -> list[str]:
     """File names in insmod order: the known NVIDIA order first, anything else after, sorted."""
     stems = {name.removesuffix(".ko"): name for name in names}
@@ -167,8 +171,12 @@ def check_modules(
         depends[module.name] = [dep for dep in raw.split(",") if dep]
     if not any(versions.values()):
         raise NvidiaError(f"no module carries a version to check against {version}")
-    ours = set(names.values())
-    external = sorted({dep for deps in depends.values() for dep in deps} - ours)
+    # The kernel treats - and _ in module names alike: nvidia-drm depends on "nvidia-modeset",
+    # which registers as "nvidia_modeset".
+    ours = {_module_key(name) for name in names.values()}
+    external = sorted(
+        {dep for deps in depends.values() for dep in deps if _module_key(dep) not in ours}
+    )
     order = order_modules([module.name for module in modules])
     return {
         "modules": order,
