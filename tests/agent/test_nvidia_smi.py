@@ -270,3 +270,27 @@ def test_realworld_outputs_parse_and_yield_what_a_person_sees():
     assert trimmed.attached_gpus == 4 and len(trimmed.gpus) == 1 and trimmed.errors
     rtx = sections["netdata_go.d.plugin__rtx-4090-driver-535.xml"].gpus[0]
     assert rtx.serial is None and rtx.remapped_rows_correctable == 0
+
+
+H200_AUDIT_CAPTURE = FIXTURES / "captures" / "h200-firecracker-bee-audit"
+
+
+def test_replayed_h200_audit_has_the_gpu_and_no_finding(validate_document):
+    """`bee audit --capture` on the H200 host, replayed: nvidia, pcie and storage agree."""
+    from bee.audit import run_audit
+
+    document = run_audit(ReplayRunner(H200_AUDIT_CAPTURE), deadline_s=30, mode="replay")
+    validate_document(document)
+    nvidia = document["nvidia"]
+    assert nvidia["source"] == "nvidia-smi" and nvidia["driver_version"] == "580.159.04"
+    [gpu] = nvidia["gpus"]
+    assert gpu["pci_address"] == H200_BDF and gpu["name"] == "NVIDIA H200"
+    assert gpu["serial"] == "1654024075815" and gpu["ecc_aggregate_correctable"] == 2
+    assert [d["address"] for d in document["pcie"]["devices"] if d["vendor_id"] == "10de"] == [
+        H200_BDF
+    ]
+    assert document["findings"] == [] and document["errors"] == []
+    assert [(d["name"], d["health"]["verdict"]) for d in document["storage"]["disks"]] == [
+        ("vda", "unknown"),
+        ("vdb", "unknown"),
+    ]
