@@ -43,6 +43,7 @@ if str(AGENT) not in sys.path:
 
 from bee import capture as bee_capture  # noqa: E402  (the agent lives in agent/, not installed)
 from bee.tools import dmidecode as bee_dmidecode  # noqa: E402
+from bee.tools import ipmitool as bee_ipmitool  # noqa: E402
 from bee.tools import lsblk as bee_lsblk  # noqa: E402
 from bee.tools import nvidia_smi as bee_nvidia_smi  # noqa: E402
 from bee.tools import smartctl as bee_smartctl  # noqa: E402
@@ -144,17 +145,24 @@ def _fixture_files(fixtures: Path, tool: str) -> list[Path]:
     )
 
 
+def is_handwritten(path: Path) -> bool:
+    """fixtures/README.md: hand-written regression cases are named `handwritten-...`."""
+    return path.name.startswith("handwritten")
+
+
 def pick_seed(fixtures: Path, tool: str, score: Callable[[str], int], what: str) -> Seed:
-    """The fixture of `tool` with the highest positive score (ties: first by name)."""
-    best: tuple[int, Seed] | None = None
+    """The fixture of `tool` with the highest positive score; captured outputs always win over
+    hand-written cases, which are used only where no captured output has what is needed."""
+    best: tuple[tuple[bool, int], Seed] | None = None
     for path in _fixture_files(fixtures, tool):
         text = path.read_text(encoding="utf-8", errors="replace")
         try:
             value = score(text)
         except (ValueError, KeyError, TypeError, AttributeError):
             value = 0
-        if value > 0 and (best is None or value > best[0]):
-            best = (value, Seed(path, text))
+        rank = (not is_handwritten(path), value)
+        if value > 0 and (best is None or rank > best[0]):
+            best = (rank, Seed(path, text))
     if best is None:
         raise BigHostError(f"no fixture in {fixtures / tool}/ has {what}")
     return best[1]
@@ -366,9 +374,8 @@ def build_pci(seeds: list[Seed], shape: Shape) -> list[PciFunction]:
             if key not in seen:
                 seen.add(key)
                 pool.setdefault(_pci_kind(record), []).append(record)
-    for kind, wanted in (("gpu", shape.gpus), ("nvme", shape.nvme)):
-        if wanted and not pool.get(kind):
-            raise BigHostError(f"no lspci fixture has a {kind} record to clone")
+    if shape.gpus and not pool.get("gpu"):
+        raise BigHostError("no lspci fixture has an NVIDIA GPU record to clone")
     filler = pool.get("other") or pool.get("bridge") or next(iter(pool.values()), [])
     if not filler:
         raise BigHostError("the lspci fixtures hold no record")
@@ -377,7 +384,9 @@ def build_pci(seeds: list[Seed], shape: Shape) -> list[PciFunction]:
     functions: list[PciFunction] = []
 
     def endpoints(kind: str, count: int) -> None:
-        templates = pool.get(kind) or filler
+        templates = pool.get(kind)
+        if not templates:
+            return  # e.g. no NVMe controller in any lspci fixture: those drives get no function
         for i in range(count):
             socket = i * shape.sockets // max(count, 1)
             link = PCI_LINKS.get(kind)
@@ -588,7 +597,6 @@ def smartctl_device_output(
 # -- BMC, GPUs, host ---------------------------------------------------------------------------
 
 _FRU = re.compile(r"^FRU Device Description\s*:\s*(?P<name>.*?)\s*\(ID (?P<id>\d+)\)\s*$")
-_PSU_NAME = re.compile(r"\b(ps\d*|psu\d*|pws|power ?supply|pwr ?supply)\b", re.IGNORECASE)
 
 
 def split_fru(text: str) -> list[tuple[str, int, list[str]]]:
@@ -603,18 +611,19 @@ def split_fru(text: str) -> list[tuple[str, int, list[str]]]:
     return blocks
 
 
-def _is_psu(name: str) -> bool:
-    return bool(_PSU_NAME.search(name))
+def _is_psu(lines: list[str]) -> bool:
+    """Whether the agent's own FRU parser takes this FRU device for a power supply."""
+    return bool(bee_ipmitool.parse("\n".join(lines) + "\n").power_supplies)
 
 
 def _fru_score(text: str) -> int:
-    return sum(1 for name, _, _ in split_fru(text) if _is_psu(name))
+    return sum(1 for _, _, lines in split_fru(text) if _is_psu(lines))
 
 
 def fru_output(seed: Seed, psus: int) -> str:
     blocks = split_fru(seed.text)
-    others = [b for b in blocks if not _is_psu(b[0])]
-    supplies = [b for b in blocks if _is_psu(b[0])]
+    others = [b for b in blocks if not _is_psu(b[2])]
+    supplies = [b for b in blocks if _is_psu(b[2])]
     used = {fru_id for _, fru_id, _ in others}
     out: list[list[str]] = [list(lines) for _, _, lines in others]
     next_id = max([*used, *(i for _, i, _ in supplies), 0]) + 1
@@ -837,6 +846,12 @@ def generate(
     """Write the capture directory; returns its manifest's `bighost` block."""
     shape.check()
     seeds = find_seeds(fixtures)
+    notes = [
+        f"{path} is a hand-written fixture (no captured output had what is needed)"
+        for paths in seeds.paths().values()
+        for path in paths
+        if is_handwritten(Path(path))
+    ]
     cap = CaptureBuilder(delays=dict(DEFAULT_DELAYS | (delays or {})))
 
     # SMBIOS: board as captured, CPUs and DIMMs scaled.
@@ -870,6 +885,10 @@ def generate(
     functions = build_pci(seeds.lspci, shape)
     cap.command(["lspci", "-vmm", "-nn", "-D"], lspci_output(functions))
     pci_sysfs(functions, cap)
+    for kind, wanted in (("nvme", shape.nvme), ("hba", shape.hbas()), ("nic", shape.nics())):
+        made = sum(1 for f in functions if f.kind == kind)
+        if made < wanted:
+            notes.append(f"no lspci fixture has a {kind} record: {wanted - made} fewer of them")
 
     # Storage.
     protocols = [_smart_protocol(s.text) for s in seeds.smartctl]
@@ -910,11 +929,16 @@ def generate(
     gpu_buses = [f.address for f in functions if f.kind == "gpu"]
     xml = nvidia_output(seeds.nvidia_smi, gpu_buses)
     cap.command(list(bee_nvidia_smi.ARGV), xml)
-    cap.file(
-        bee_nvidia_smi.PROC_VERSION,
-        f"NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  {driver_version(xml)}  Release"
-        " Build  (bee-bighost)\nGCC version:  gcc version 12.2.0 (Debian 12.2.0-14)\n",
-    )
+    proc_version = seeds.nvidia_smi.path.with_suffix(".proc-version")
+    if proc_version.is_file():  # captured beside the XML on the same machine
+        cap.file(bee_nvidia_smi.PROC_VERSION, proc_version.read_text(encoding="utf-8"))
+    else:
+        cap.file(
+            bee_nvidia_smi.PROC_VERSION,
+            f"NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  {driver_version(xml)}"
+            "  Release Build  (bee-bighost)\n",
+        )
+        notes.append(f"{bee_nvidia_smi.PROC_VERSION} written from the XML's driver version")
 
     # Host identity.
     name = f"bighost-{shape.gpus}g{shape.disks + shape.nvme}d"
@@ -929,6 +953,7 @@ def generate(
             "seeds": seeds.paths(),
             "delays_s": cap.delays,
             "generator": "buildtools/bighost.py",
+            "notes": notes,
         }
     }
     cap.write(out, {"bee_version": "synthetic", "captured_at": None, **meta})
