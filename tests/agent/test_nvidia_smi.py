@@ -45,6 +45,7 @@ def write_capture(
                 "stdout": f"commands/{number:03d}.stdout",
                 "stderr": f"commands/{number:03d}.stderr",
                 "duration_s": 1.5,
+                "timed_out": returncode == 124,  # the runner's code for a killed command
             }
         )
     names = {}
@@ -220,6 +221,21 @@ def test_collector_falls_back_to_procfs_when_nvidia_smi_fails(tmp_path):
         0,
     )
     assert probe.errors[0].startswith("nvidia-smi -q -x: exit 15")
+
+
+def test_collector_takes_a_hung_nvidia_smi_as_a_timeout_and_falls_back(tmp_path):
+    probe = Probe(ReplayRunner(h200_capture(tmp_path, rc=124, stdout="")), "nvidia")
+    section = nvidia_smi.collect(probe)
+    assert section is not None and section.source == "procfs" and len(section.gpus) == 1
+    assert probe.errors == ["nvidia-smi -q -x: timed out after 1.5 s"]
+
+
+def test_collector_keeps_the_gpus_of_a_failed_call(tmp_path):
+    xml = _second_gpu_in_trouble(H200.read_text())
+    probe = Probe(ReplayRunner(h200_capture(tmp_path, rc=15, stdout=xml)), "nvidia")
+    section = nvidia_smi.collect(probe)
+    assert section is not None and section.source == "nvidia-smi" and len(section.gpus) == 2
+    assert section.errors == ["nvidia-smi -q -x: exit 15"] == probe.errors
 
 
 def test_collector_skips_quietly_without_the_driver(tmp_path):

@@ -23,6 +23,7 @@ from typing import Any
 
 from bee.findings import Finding
 from bee.probe import Probe
+from bee.runner import first_line
 
 ARGV = ("nvidia-smi", "-q", "-x")
 # Without persistence mode every call initialises each GPU (~1.5 s per GPU); 8-16 GPUs fit.
@@ -433,8 +434,15 @@ def collect(probe: Probe) -> NvidiaSection | None:
     if result.not_found:
         return None
     errors: list[str] = []
-    if not result.ok:
+    if result.timed_out or result.error:
         errors.append(result.describe_failure())
+    elif result.returncode != 0:
+        # stdout is the XML (or nvidia-smi's own complaint when there is no XML).
+        detail = first_line(result.stderr) or (
+            "" if "<nvidia_smi_log" in result.stdout else first_line(result.stdout)
+        )
+        suffix = f": {detail}" if detail else ""
+        errors.append(f"{' '.join(ARGV)}: exit {result.returncode}{suffix}")
     section = parse(result.stdout) if result.stdout.strip() else None
     if section is not None:
         errors.extend(section.errors)

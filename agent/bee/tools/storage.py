@@ -435,6 +435,8 @@ def _disk_from_block(
 
 def _raid_member(device: ScannedDevice, report: SmartReport | None) -> Disk:
     base = device.name.removeprefix("/dev/").replace("/", "")
+    rpm = report.rotation_rate_rpm if report else None
+    rotating = rpm != 0 if rpm is not None else None
     health = (
         _health(report, None, disk_type=None, raid_present=False, is_boot_medium=False)
         if report is not None
@@ -450,11 +452,9 @@ def _raid_member(device: ScannedDevice, report: SmartReport | None) -> Disk:
         wwn=report.wwn if report else None,
         firmware=report.firmware if report else None,
         size_bytes=report.capacity_bytes if report else None,
-        transport=(report.protocol or "").lower() or None if report else None,
+        transport=report.protocol.lower() if report and report.protocol else None,
         hctl=None,
-        rotational=(report.rotation_rate_rpm != 0)
-        if report and report.rotation_rate_rpm is not None
-        else None,
+        rotational=rotating,
         removable=None,
         read_only=None,
         is_boot_medium=False,
