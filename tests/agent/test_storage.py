@@ -326,6 +326,31 @@ def test_nvme_without_nvme_cli_falls_back_to_smartctl(tmp_path):
     assert_valid(section)
 
 
+def test_a_usb_boot_stick_smartctl_cannot_open_is_a_note(tmp_path):
+    block = {"blockdevices": [
+        {"name": "sdc", "path": "/dev/sdc", "type": "disk", "size": 31042043904, "tran": "usb",
+         "rm": True, "children": [{"name": "sdc1", "type": "part",
+                                   "mountpoint": "/run/live/medium"}]}]}  # fmt: skip
+    scan = {"devices": [{"name": "/dev/sdc", "type": "sat", "protocol": "ATA"}]}
+    stick = ScannedDevice(name="/dev/sdc", type="sat", protocol="ATA", info_name=None)
+    failed = smart(
+        exit_status=2,
+        smartctl={"exit_status": 2, "messages": [{"string": "/dev/sdc: Unknown USB bridge"}]},
+    )
+    commands = [
+        (list(lsblk.ARGV), 0, json.dumps(block)),
+        (list(SCAN_ARGV), 0, json.dumps(scan)),
+        (list(smartctl.device_argv(stick)), 2, failed),
+    ]
+    probe = Probe(ReplayRunner(write_capture(tmp_path, commands)), "storage")
+    [disk] = storage.collect(probe).disks
+    assert disk.is_boot_medium and disk.health.verdict == "unknown"
+    assert disk.health.reasons == [
+        "smartctl could not read the device (/dev/sdc: Unknown USB bridge)"
+    ]
+    assert probe.errors == [] and "Unknown USB bridge" in probe.notes[0]
+
+
 def test_nothing_installed_is_none(tmp_path):
     probe = Probe(ReplayRunner(write_capture(tmp_path, [])), "storage")
     assert storage.collect(probe) is None

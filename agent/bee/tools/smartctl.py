@@ -401,8 +401,14 @@ def collect_scan(probe: Probe) -> SmartScan | None:
     return scan
 
 
-def collect_device(probe: Probe, device: ScannedDevice) -> SmartReport | None:
-    """One device; a non-zero exit with only health/log bits still yields the report."""
+def collect_device(
+    probe: Probe, device: ScannedDevice, *, expect_no_smart: bool = False
+) -> SmartReport | None:
+    """One device; a non-zero exit with only health/log bits still yields the report.
+
+    expect_no_smart: a USB stick or the boot medium, where smartctl often cannot open the
+    device (unknown USB bridge); a failure there is a note, not an error.
+    """
     argv = device_argv(device)
     result = probe.run(argv, timeout_s=TIMEOUT_S, check=False)
     if result.not_found:
@@ -418,7 +424,8 @@ def collect_device(probe: Probe, device: ScannedDevice) -> SmartReport | None:
     detail = f": {report.messages[0]}" if report.messages else ""
     if status & NO_DATA_BITS:
         flags = ", ".join(decode_exit_status(status & NO_DATA_BITS))
-        probe.error(f"{' '.join(argv)}: exit {status} ({flags}){detail}")
+        record = probe.note if expect_no_smart else probe.error
+        record(f"{' '.join(argv)}: exit {status} ({flags}){detail}")
     elif status & 0x04:
         # Common and harmless on healthy SAS disks and behind RAID HBAs: a note, not an error.
         probe.note(f"{' '.join(argv)}: exit {status} (smart_command_failed){detail}")

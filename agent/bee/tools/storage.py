@@ -275,10 +275,11 @@ def collect(probe: Probe) -> StorageSection | None:
     scanned = scan.devices if scan else []
     smart_devices = [d for d in scanned if not _is_nvme(d)]
 
+    quiet = _no_smart_expected(block)
     jobs: dict[str, Callable[[], Any]] = {}
     for device in smart_devices:
         jobs[f"smartctl {_smartctl_device(device)}"] = lambda d=device: smartctl.collect_device(
-            probe, d
+            probe, d, expect_no_smart=d.name in quiet
         )
     for ctrl in controllers:
         jobs[f"nvme {ctrl}"] = lambda c=ctrl: nvme.collect_controller(probe, f"/dev/{c}")
@@ -334,6 +335,15 @@ def collect(probe: Probe) -> StorageSection | None:
         if not info.namespaces:
             disks.append(_bare_controller(info, nvme_smart.get(ctrl)))
     return StorageSection(disks=disks, skipped=block.skipped if block else [])
+
+
+def _no_smart_expected(block: lsblk.BlockDevices | None) -> set[str]:
+    """Device nodes where smartctl failing is normal: USB sticks, the boot medium."""
+    return {
+        disk.path or f"/dev/{disk.name}"
+        for disk in (block.disks if block else [])
+        if disk.is_boot_medium or disk.transport == "usb" or disk.removable
+    }
 
 
 def _controller_of(name: str, controllers: dict[str, list[str]]) -> str | None:
