@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bee.capture import ReplayRunner
 from bee.probe import Probe
@@ -164,6 +166,43 @@ def test_nvme_verdicts():
     assert storage.nvme_health(None, None)[0] == "unknown"
     low_spare = nvme.parse_smart_log(json.dumps({"avail_spare": 3, "spare_thresh": 10}))
     assert storage.nvme_health(low_spare, None)[0] == "failing"
+
+
+numbers = st.none() | st.integers(-5, 2**70) | st.text(max_size=5) | st.booleans()
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "smart_status": st.fixed_dictionaries({}, optional={"passed": numbers}),
+            "smartctl": st.fixed_dictionaries({}, optional={"exit_status": numbers}),
+            "scsi_grown_defect_list": numbers,
+            "temperature": st.fixed_dictionaries({"current": numbers, "drive_trip": numbers}),
+            "nvme_smart_health_information_log": st.dictionaries(
+                st.sampled_from(["critical_warning", "percentage_used", "media_errors"]), numbers
+            ),
+            "ata_smart_attributes": st.fixed_dictionaries(
+                {"table": st.lists(st.fixed_dictionaries(
+                    {"id": numbers, "when_failed": numbers, "raw": st.fixed_dictionaries(
+                        {"value": numbers, "string": numbers})}), max_size=3)}
+            ),
+        },
+    ),
+    st.dictionaries(
+        st.sampled_from(["critical_warning", "temperature", "avail_spare", "spare_thresh",
+                         "percent_used", "media_errors"]),
+        numbers,
+    ),
+)  # fmt: skip
+def test_verdicts_never_raise_and_always_explain_themselves(smart_json, nvme_json):
+    for verdict, reasons in (
+        storage.smart_health(parse(json.dumps(smart_json))),
+        storage.nvme_health(nvme.parse_smart_log(json.dumps(nvme_json)), None),
+    ):
+        assert verdict in ("ok", "warning", "failing", "unknown")
+        assert bool(reasons) == (verdict != "ok")
 
 
 @pytest.mark.skipif(not SMART_REALWORLD.is_dir(), reason="../shared/realworld is absent")
