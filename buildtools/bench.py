@@ -202,6 +202,7 @@ def make_hosts(work: Path, fixtures: Path, delays: dict[str, float]) -> dict[str
 
 def measure_replay(host: Path, runs: int) -> dict[str, Any]:
     walls, cpus, rss, audit = [], [], [], []
+    collectors: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "audit.json"
         argv = bee_argv("audit", "--replay", str(host), "-o", str(out), "--no-qr")
@@ -210,12 +211,17 @@ def measure_replay(host: Path, runs: int) -> dict[str, Any]:
             walls.append(run.wall_s)
             cpus.append(run.cpu_s)
             rss.append(run.peak_kib or 0)
-            audit.append(float(json.loads(out.read_text(encoding="utf-8"))["duration_s"]))
+            document = json.loads(out.read_text(encoding="utf-8"))
+            audit.append(float(document["duration_s"]))
+            for name, entry in document["collectors"].items():
+                collectors.setdefault(name, []).append(float(entry["duration_s"]))
     return {
         "wall_s": spread(walls),
         "cpu_s": spread(cpus),
         "audit_s": spread(audit),  # run_audit alone, as the document records it
         "peak_rss_mib": round(max(rss) / 1024, 1),
+        # Collectors run in parallel threads: these overlap, they do not add up to audit_s.
+        "collectors_s": {n: statistics.median(v) for n, v in collectors.items()},
     }
 
 
@@ -517,9 +523,10 @@ def _s(value: float | None, digits: int = 3) -> str:
 def format_table(results: dict[str, Any]) -> str:
     out: list[str] = []
     machine = results.get("machine") or {}
+    load = machine.get("load_average_at_start")
     out.append(
         f"bee bench on {machine.get('cpus', '?')} CPUs, Python {machine.get('python', '?')}, "
-        f"{machine.get('kernel', '?')}"
+        f"{machine.get('kernel', '?')}" + (f", load average {load[0]:.2f} at start" if load else "")
     )
     replay = results.get("replay") or {}
     if replay:
@@ -536,6 +543,13 @@ def format_table(results: dict[str, Any]) -> str:
                 f" {shape.get('pci', '-'):>5} {_s(row['wall_s']['median']):>8}"
                 f" {_s(row['cpu_s']['median']):>7} {_s(row['audit_s']['median']):>8}"
                 f" {row['peak_rss_mib']:>8.1f}"
+            )
+        big = replay.get("big") or {}
+        if big.get("collectors_s"):
+            slowest = sorted(big["collectors_s"].items(), key=lambda kv: -kv[1])[:4]
+            out.append(
+                "  big host, slowest collectors (s): "
+                + ", ".join(f"{n} {v:.3f}" for n, v in slowest)
             )
         grow = results.get("growth") or {}
         for key, label in (("wall_s", "process wall"), ("audit_s", "audit alone")):
@@ -687,6 +701,7 @@ def main(argv: list[str] | None = None) -> int:
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {
             "cpus": os.cpu_count(),
+            "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
             "python": platform.python_version(),
             "kernel": platform.release(),
             "executable": sys.executable,
