@@ -68,9 +68,11 @@ check_release() {
 
 # -- systemd -------------------------------------------------------------------------------
 
+# ActiveState/SubState/Result, e.g. "active/exited/success".
 unit_state() {
-	systemctl show -p ActiveState -p Result -p SubState "$1" 2>/dev/null |
-		sed -n 's/^ActiveState=//p; s/^Result=//p; s/^SubState=//p' | tr '\n' ' '
+	printf '%s/%s/%s' "$(systemctl show -p ActiveState --value "$1" 2>/dev/null)" \
+		"$(systemctl show -p SubState --value "$1" 2>/dev/null)" \
+		"$(systemctl show -p Result --value "$1" 2>/dev/null)"
 }
 
 check_units() {
@@ -83,7 +85,7 @@ check_units() {
 	done
 	state=$(unit_state bee-audit.service)
 	case "$state" in
-	"active exited success "*|"active exited success") pass unit-bee-audit.service "finished ($state)" ;;
+	active/exited/success) pass unit-bee-audit.service "finished ($state)" ;;
 	*) fail unit-bee-audit.service "did not finish successfully ($state)" ;;
 	esac
 	running=$(systemctl is-system-running 2>/dev/null)
