@@ -32,6 +32,24 @@ def test_firecracker_vm_skips_zram_and_keeps_the_virtio_disk():
     assert disk.serial is None and disk.is_boot_medium is False
 
 
+def test_qemu_guest_live_cd_is_the_boot_medium():
+    parsed = parse((FIXTURES / "lsblk" / "qemu-q35-scsi-sata-nvme-live-cd.json").read_text())
+    assert parsed.skipped == ["loop0"]  # the squashfs root
+    disks = {d.name: d for d in parsed.disks}
+    assert list(disks) == ["sda", "sdb", "sr0", "nvme0n1"]
+    assert disks["sr0"].is_boot_medium and disks["sr0"].mountpoints == [
+        "/usr/lib/live/mount/medium"
+    ]
+    assert not any(d.is_boot_medium for n, d in disks.items() if n != "sr0")
+    assert (disks["sda"].serial, disks["sda"].vendor, disks["sda"].hctl) == (
+        "WFK2B1EX",
+        "SEAGATE",
+        "0:0:0:0",
+    )
+    assert disks["nvme0n1"].serial == "S5XANA0R300417" and disks["nvme0n1"].rotational is False
+    assert disks["sdb"].transport == "sata" and disks["sdb"].size_bytes == 480103981056
+
+
 def test_old_util_linux_strings_for_booleans_and_numbers():
     text = json.dumps(
         {

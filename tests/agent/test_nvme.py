@@ -30,6 +30,23 @@ json_values = st.recursive(
 )
 
 
+def test_qemu_nvme_with_nvmecli_23():
+    ctrl = parse_id_ctrl((FIXTURES / "nvme-id-ctrl" / "qemu-q35-nvme0.json").read_text())
+    assert (ctrl.model, ctrl.serial, ctrl.firmware) == (
+        "QEMU NVMe Ctrl",
+        "S5XANA0R300417",
+        "7.2.22",
+    )
+    assert ctrl.vendor_id == "1b36" and ctrl.nvme_version == "1.4"
+    assert ctrl.warning_temperature_c == 70 and ctrl.critical_temperature_c == 100
+    log = parse_smart_log((FIXTURES / "nvme-smart-log" / "qemu-q35-nvme0.json").read_text())
+    assert log.errors == [] and log.critical_warning == 0
+    assert log.temperature_kelvin == 323 and log.temperature_c == 50
+    # nvme-cli 2.3 prints the 128-bit counters as strings: "data_units_read":"7"
+    assert log.data_units_read == 7 and log.data_read_bytes == 3_584_000
+    assert log.power_on_hours == 0 and log.media_errors == 0
+
+
 def test_nvmecli_1x_id_ctrl_with_padded_strings():
     ctrl = parse_id_ctrl(
         (FIXTURES / "nvme-id-ctrl" / "handwritten-nvmecli1x-spaced-keys.json").read_text()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 
 from bee.capture import ReplayRunner
 from bee.probe import Probe
+from bee.serialize import to_jsonable
 from bee.tools import smartctl
 from bee.tools.smartctl import ScannedDevice, decode_exit_status, parse, parse_scan
 from conftest import FIXTURES, REALWORLD
@@ -73,6 +75,42 @@ def test_firecracker_virtio_disk_cannot_be_typed():
     assert report.messages == ["/dev/vda: Unable to detect device type"]
     assert report.smartctl_version == "7.3" and report.json_format_version == "1.0"
     assert not report.has_data and report.serial is None
+
+
+def test_qemu_guest_disks():
+    sata = parse((FIXTURES / "smartctl" / "qemu-q35-ide-hd-sat.json").read_text())
+    assert (sata.protocol, sata.device_type, sata.model, sata.serial) == (
+        "ATA",
+        "sat",
+        "INTEL SSDSC2KB480G8",
+        "PHYF0413016T480BGN",
+    )
+    assert sata.smart_passed is True and sata.capacity_bytes == 480103981056
+    assert sata.exit_flags == [] and sata.reallocated_sectors == 0
+    extended = parse((FIXTURES / "smartctl" / "qemu-q35-ide-hd-sat-x.json").read_text())
+    assert extended.exit_flags == ["smart_command_failed"] and extended.smart_passed is True
+    scsi = parse((FIXTURES / "smartctl" / "qemu-q35-scsi-hd-no-smart.json").read_text())
+    assert scsi.smart_available is False and scsi.serial == "WFK2B1EX"
+    assert scsi.vendor == "SEAGATE" and scsi.temperature_c is None and not scsi.has_health
+    nvme = parse((FIXTURES / "smartctl" / "qemu-q35-nvme.json").read_text())
+    assert nvme.protocol == "NVMe" and nvme.nvme_critical_warning == 0
+    assert nvme.serial == "S5XANA0R300417" and nvme.temperature_c == 50
+    scan = parse_scan((FIXTURES / "smartctl-scan" / "qemu-q35-scsi-sata-nvme.json").read_text())
+    assert [(d.name, d.type) for d in scan.devices] == [
+        ("/dev/sda", "scsi"),
+        ("/dev/sdb", "sat"),
+        ("/dev/nvme0", "nvme"),
+    ]
+
+
+@pytest.mark.parametrize("raw", SCAN_FIXTURES, ids=lambda p: p.name)
+def test_scan_fixtures_parse_to_their_expected_documents(raw):
+    # fixtures/smartctl-scan is not a `bee parse` tool, so test_fixtures.py does not cover it.
+    expected = raw.with_name(raw.name.removesuffix(".json") + ".expected.json")
+    actual = to_jsonable(parse_scan(raw.read_text()))
+    if os.environ.get("BEE_REGEN_FIXTURES") == "1":
+        expected.write_text(json.dumps(actual, indent=2, ensure_ascii=False) + "\n")
+    assert actual == json.loads(expected.read_text())
 
 
 def test_scan_of_a_machine_without_smart_devices_is_empty():

@@ -248,6 +248,54 @@ def test_firecracker_machine_replay(tmp_path):
     assert_valid(section)
 
 
+QEMU = {
+    "lsblk": FIXTURES / "lsblk" / "qemu-q35-scsi-sata-nvme-live-cd.json",
+    "scan": FIXTURES / "smartctl-scan" / "qemu-q35-scsi-sata-nvme.json",
+    "sda": FIXTURES / "smartctl" / "qemu-q35-scsi-hd-no-smart.json",
+    "sdb": FIXTURES / "smartctl" / "qemu-q35-ide-hd-sat.json",
+    "id": FIXTURES / "nvme-id-ctrl" / "qemu-q35-nvme0.json",
+    "log": FIXTURES / "nvme-smart-log" / "qemu-q35-nvme0.json",
+}
+
+
+def test_qemu_q35_guest_replay(tmp_path):
+    """The outputs the QEMU guest (SCSI, SATA and NVMe disks with serials, the live CD) printed."""
+    commands = [
+        (list(lsblk.ARGV), 0, QEMU["lsblk"].read_text()),
+        (list(SCAN_ARGV), 0, QEMU["scan"].read_text()),
+        (["smartctl", "-j", "-a", "-d", "scsi", "/dev/sda"], 4, QEMU["sda"].read_text()),
+        (["smartctl", "-j", "-a", "-d", "sat", "/dev/sdb"], 0, QEMU["sdb"].read_text()),
+        (["nvme", "id-ctrl", "-o", "json", "/dev/nvme0"], 0, QEMU["id"].read_text()),
+        (["nvme", "smart-log", "-o", "json", "/dev/nvme0"], 0, QEMU["log"].read_text()),
+    ]
+    probe = Probe(ReplayRunner(write_capture(tmp_path, commands)), "storage")
+    section = storage.collect(probe)
+    assert section is not None and section.skipped == ["loop0"]
+    summary = [
+        (d.name, d.serial, d.size_bytes, d.health.verdict, d.health.reasons) for d in section.disks
+    ]
+    assert summary == [
+        ("sda", "WFK2B1EX", 1200243695616, "unknown", ["the device does not support SMART"]),
+        ("sdb", "PHYF0413016T480BGN", 480103981056, "ok", []),
+        ("sr0", "QM00011", 352321536, "unknown", ["the medium bee booted from; no SMART data"]),
+        ("nvme0n1", "S5XANA0R300417", 1920383410176, "ok", []),
+    ]
+    disks = {d.name: d for d in section.disks}
+    assert disks["sr0"].is_boot_medium and not disks["sdb"].is_boot_medium
+    assert disks["sdb"].smart.power_on_hours == 1 and disks["sdb"].smart.temperature_c == 31
+    assert disks["sda"].smart.temperature_c is None  # SCSI "current": 0 means not reported
+    nvme_info = disks["nvme0n1"].nvme
+    assert nvme_info.controller == "nvme0" and nvme_info.namespaces == ["nvme0n1"]
+    assert nvme_info.identity.model == "QEMU NVMe Ctrl" and nvme_info.identity.firmware == "7.2.22"
+    assert nvme_info.health.temperature_c == 50 and nvme_info.health.data_read_bytes == 7 * 512000
+    assert disks["nvme0n1"].firmware == "7.2.22"
+    assert probe.errors == [] and probe.notes == [
+        "smartctl -j -a -d scsi /dev/sda: exit 4 (smart_command_failed)"
+    ]
+    assert storage.findings({"storage": section}) == []
+    assert_valid(section)
+
+
 def test_server_with_sata_sas_raid_and_nvme(tmp_path):
     """lsblk, the scan and each tool answer as on a server with every kind of disk."""
     block = {

@@ -4,8 +4,7 @@ Fixtures cover util-linux 2.38.1 (Debian 12, typed JSON: numbers and booleans). 
 util-linux 2.33 every value was a string ("rm": "1", "size": "500107862016"); both are accepted.
 Whole disks are the unit (types `disk`, `rom`, `mpath`); partitions, LVM volumes, RAID sets
 and mounts stay nested under them as lsblk prints them. Loop, zram and ram devices are skipped.
-The live medium bee booted from is marked `is_boot_medium` (live-boot mounts it at
-/run/live/medium).
+The live medium bee booted from is marked `is_boot_medium` (see BOOT_MEDIUM_MOUNTPOINTS).
 """
 
 from __future__ import annotations
@@ -27,8 +26,14 @@ TIMEOUT_S = 20.0
 SKIPPED_TYPES = frozenset({"loop"})
 PART_TYPES = frozenset({"part"})
 SKIPPED_NAME_PREFIXES = ("zram", "ram", "loop")
-# live-boot (bookworm) mounts the medium here; older live-boot used /lib/live/mount/medium.
-BOOT_MEDIUM_MOUNTPOINTS = ("/run/live/medium", "/lib/live/mount/medium")
+# Where live-boot mounts the medium it booted from: /usr/lib/live/mount/medium on the bee image
+# (bookworm, seen in the QEMU guest capture), /run/live/medium and /lib/live/mount/medium in
+# other live-boot versions.
+BOOT_MEDIUM_MOUNTPOINTS = (
+    "/usr/lib/live/mount/medium",
+    "/run/live/medium",
+    "/lib/live/mount/medium",
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

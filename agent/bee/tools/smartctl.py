@@ -326,9 +326,13 @@ def parse(text: str) -> SmartReport:
         or _text(data.get("scsi_product"))
         or _text(data.get("product"))
     )
-    temperature = _int(_get(data, "temperature", "current"))
+    # SCSI devices without temperature support report `"temperature": {"current": 0}`.
+    temperature = _int(_get(data, "temperature", "current")) or None
     if temperature is None:
-        temperature = _int(nvme_log.get("temperature"))
+        temperature = _int(nvme_log.get("temperature")) or None
+    trip = _int(_get(data, "temperature", "drive_trip"))  # smartctl < 7.3
+    if trip is None:
+        trip = _int(_get(data, "scsi_temperature", "drive_trip"))  # 7.3: {"drive_trip": 0}
     return SmartReport(
         device_name=_text(_get(data, "device", "name")),
         device_type=_text(_get(data, "device", "type")),
@@ -353,7 +357,7 @@ def parse(text: str) -> SmartReport:
         power_on_hours=_int(_get(data, "power_on_time", "hours")),
         power_cycles=_int(data.get("power_cycle_count")),
         temperature_c=temperature,
-        temperature_trip_c=_int(_get(data, "temperature", "drive_trip")),
+        temperature_trip_c=trip or None,
         reallocated_sectors=attr(ATTR_REALLOCATED),
         pending_sectors=attr(ATTR_PENDING),
         offline_uncorrectable=attr(ATTR_OFFLINE_UNCORRECTABLE),

@@ -93,6 +93,8 @@ def smart_health(report: SmartReport) -> tuple[Verdict, list[str]]:
         detail = report.messages[0] if report.messages else ", ".join(report.exit_flags)
         return "unknown", [f"smartctl could not read the device ({detail or 'no data'})"]
     if not report.has_health:
+        if report.smart_available is False:
+            return "unknown", ["the device does not support SMART"]
         return "unknown", ["smartctl reports no SMART health for this device"]
     failing: list[str] = []
     warning: list[str] = []
