@@ -178,12 +178,21 @@ def capture_bytes(directory: Path) -> int:
     return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
 
 
-def make_hosts(work: Path, fixtures: Path, delays: dict[str, float]) -> dict[str, dict[str, Any]]:
+def dist_captures(dist: Path) -> list[Path]:
+    """Raw `fixtures/capture.sh` outputs other sessions left in dist/ (guest and GPU hosts)."""
+    found = {p.parent for p in dist.glob("*-capture/*/commands.tsv")}
+    found |= {p.parent for p in dist.glob("*-capture/*/*/commands.tsv")}
+    return sorted(found)
+
+
+def make_hosts(
+    work: Path, fixtures: Path, raw: Sequence[Path], delays: dict[str, float]
+) -> dict[str, dict[str, Any]]:
     """Generate and verify every host size; each is replayed through the agent once here."""
     hosts = {}
     for name, shape in SCALES:
         directory = work / "hosts" / name.replace(" ", "")
-        info = bighost.generate(shape, directory, fixtures=fixtures, delays=delays)
+        info = bighost.generate(shape, directory, fixtures=fixtures, raw=raw, delays=delays)
         issues = bighost.problems(directory, shape)
         if issues:
             raise BenchError(f"the {name} host does not replay as built: {issues[0]}")
@@ -675,6 +684,15 @@ def build_parser() -> argparse.ArgumentParser:
         + ")",
     )
     parser.add_argument("--fixtures", type=Path, default=bighost.DEFAULT_FIXTURES)
+    parser.add_argument(
+        "--raw",
+        type=Path,
+        action="append",
+        default=None,
+        metavar="DIR",
+        help="capture.sh output directories to take seeds from too (default: those found"
+        " under dist/*-capture/)",
+    )
     parser.add_argument("--work", type=Path, default=DIST / "bench", help="hosts and shims")
     parser.add_argument("--out", type=Path, default=DIST / "bench.json", help="the JSON report")
     parser.add_argument(
@@ -710,7 +728,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         say("generating and verifying the hosts ...")
-        results["hosts"] = make_hosts(args.work, args.fixtures, delays)
+        raw = dist_captures(DIST) if args.raw is None else args.raw
+        results["raw_captures"] = [str(p) for p in raw]
+        results["hosts"] = make_hosts(args.work, args.fixtures, raw, delays)
         say(f"replaying each host {args.runs} times ...")
         results["replay"] = {
             name: measure_replay(Path(h["dir"]), args.runs) for name, h in results["hosts"].items()

@@ -1,7 +1,7 @@
 """A synthetic big GPU server, as a bee capture directory assembled from real fixtures.
 
     python3 -m buildtools.bighost --out DIR [--gpus 8 --disks 24 --nvme 8 --dimms 32
-        --sockets 2 --pci 300 --psus 2] [--fixtures fixtures] [--no-verify]
+        --sockets 2 --pci 300 --psus 2] [--fixtures fixtures] [--raw DIR ...] [--no-verify]
 
 No such machine is at hand, so the capture is built directly in the replay format of
 `bee.capture` (`manifest.json`, `commands/NNN.stdout`, `fs/<path>`): for every command the
@@ -132,17 +132,57 @@ class Seed:
     text: str
 
 
-def _fixture_files(fixtures: Path, tool: str) -> list[Path]:
-    directory = fixtures / tool
-    if not directory.is_dir():
-        return []
-    return sorted(
-        p
-        for p in directory.iterdir()
-        if p.suffix in (".txt", ".json", ".xml", ".out")
-        and not p.name.endswith(".expected.json")
-        and p.is_file()
-    )
+# capture.sh's file names (fixtures/capture.sh) -> the fixture directory of the same output.
+RAW_NAMES: dict[str, tuple[str, ...]] = {
+    "dmidecode": ("dmidecode.out",),
+    "lspci": ("lspci-vmm-nn-D.out",),
+    "lsblk": ("lsblk-J-b.out",),
+    "smartctl": ("smartctl-j-a-*.out",),
+    "nvme-id-ctrl": ("nvme-id-ctrl-*.out",),
+    "nvme-smart-log": ("nvme-smart-log-*.out",),
+    "ipmitool-fru": ("ipmitool-fru.out",),
+    "nvidia-smi": ("nvidia-smi-q-x.out",),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Sources:
+    """Where seeds come from: the fixtures tree, and optionally raw `fixtures/capture.sh`
+    output directories (e.g. dist/guest-capture/qemu-q35/capture-sh) not yet made fixtures."""
+
+    fixtures: Path = DEFAULT_FIXTURES
+    raw: tuple[Path, ...] = ()
+
+    def files(self, tool: str) -> list[Path]:
+        found = []
+        directory = self.fixtures / tool
+        if directory.is_dir():
+            found += sorted(
+                p
+                for p in directory.iterdir()
+                if p.suffix in (".txt", ".json", ".xml", ".out")
+                and not p.name.endswith(".expected.json")
+                and p.is_file()
+            )
+        for raw in self.raw:
+            for pattern in RAW_NAMES.get(tool, ()):
+                found += sorted(p for p in raw.glob(pattern) if p.is_file() and p.stat().st_size)
+        return found
+
+    def describe(self, tool: str) -> str:
+        where = f"{self.fixtures / tool}/"
+        return where + "".join(f" or {raw}/" for raw in self.raw)
+
+
+def proc_version_beside(xml: Path) -> Path | None:
+    """/proc/driver/nvidia/version captured on the machine that printed this XML."""
+    for candidate in (
+        xml.with_suffix(".proc-version"),
+        xml.parent / "fs/proc/driver/nvidia/version",
+    ):
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def is_handwritten(path: Path) -> bool:
@@ -150,11 +190,11 @@ def is_handwritten(path: Path) -> bool:
     return path.name.startswith("handwritten")
 
 
-def pick_seed(fixtures: Path, tool: str, score: Callable[[str], int], what: str) -> Seed:
+def pick_seed(sources: Sources, tool: str, score: Callable[[str], int], what: str) -> Seed:
     """The fixture of `tool` with the highest positive score; captured outputs always win over
     hand-written cases, which are used only where no captured output has what is needed."""
     best: tuple[tuple[bool, int], Seed] | None = None
-    for path in _fixture_files(fixtures, tool):
+    for path in sources.files(tool):
         text = path.read_text(encoding="utf-8", errors="replace")
         try:
             value = score(text)
@@ -164,7 +204,7 @@ def pick_seed(fixtures: Path, tool: str, score: Callable[[str], int], what: str)
         if value > 0 and (best is None or rank > best[0]):
             best = (rank, Seed(path, text))
     if best is None:
-        raise BigHostError(f"no fixture in {fixtures / tool}/ has {what}")
+        raise BigHostError(f"no fixture in {sources.describe(tool)} has {what}")
     return best[1]
 
 
@@ -796,21 +836,22 @@ def _json_object_score(key: str) -> Callable[[str], int]:
     return score
 
 
-def find_seeds(fixtures: Path) -> Seeds:
+def find_seeds(sources: Sources) -> Seeds:
     """One real output per tool, chosen by content (fails naming what no fixture has)."""
     lspci = [
-        Seed(p, p.read_text(encoding="utf-8", errors="replace"))
-        for p in _fixture_files(fixtures, "lspci")
+        Seed(p, p.read_text(encoding="utf-8", errors="replace")) for p in sources.files("lspci")
     ]
     lspci = [s for s in lspci if _lspci_score(s.text)]
+    if any(not is_handwritten(s.path) for s in lspci):
+        lspci = [s for s in lspci if not is_handwritten(s.path)]
     if not lspci:
-        raise BigHostError(f"no fixture in {fixtures / 'lspci'}/ is `lspci -vmm -nn` output")
+        raise BigHostError(f"no fixture in {sources.describe('lspci')} is `lspci -vmm -nn` output")
     smart = []
     for protocol in ("ATA", "SCSI"):
         try:
             smart.append(
                 pick_seed(
-                    fixtures,
+                    sources,
                     "smartctl",
                     lambda t, p=protocol: int(_smart_protocol(t) == p),
                     f"a {protocol} disk",
@@ -819,20 +860,19 @@ def find_seeds(fixtures: Path) -> Seeds:
         except BigHostError:
             continue
     if not smart:
-        raise BigHostError(
-            f"no fixture in {fixtures / 'smartctl'}/ is `smartctl -j -a` of an ATA or SCSI disk"
-        )
+        where = sources.describe("smartctl")
+        raise BigHostError(f"no fixture in {where} is `smartctl -j -a` of an ATA or SCSI disk")
     return Seeds(
-        dmidecode=pick_seed(fixtures, "dmidecode", _dmidecode_score, "a board, a CPU and a DIMM"),
+        dmidecode=pick_seed(sources, "dmidecode", _dmidecode_score, "a board, a CPU and a DIMM"),
         lspci=lspci,
-        lsblk=pick_seed(fixtures, "lsblk", _lsblk_score, "a disk"),
+        lsblk=pick_seed(sources, "lsblk", _lsblk_score, "a disk"),
         smartctl=smart,
-        nvme_id_ctrl=pick_seed(fixtures, "nvme-id-ctrl", _json_object_score("sn"), "a controller"),
+        nvme_id_ctrl=pick_seed(sources, "nvme-id-ctrl", _json_object_score("sn"), "a controller"),
         nvme_smart_log=pick_seed(
-            fixtures, "nvme-smart-log", _json_object_score("critical_warning"), "a smart log"
+            sources, "nvme-smart-log", _json_object_score("critical_warning"), "a smart log"
         ),
-        ipmitool_fru=pick_seed(fixtures, "ipmitool-fru", _fru_score, "a power supply"),
-        nvidia_smi=pick_seed(fixtures, "nvidia-smi", _nvidia_score, "a <gpu>"),
+        ipmitool_fru=pick_seed(sources, "ipmitool-fru", _fru_score, "a power supply"),
+        nvidia_smi=pick_seed(sources, "nvidia-smi", _nvidia_score, "a <gpu>"),
     )
 
 
@@ -841,11 +881,12 @@ def generate(
     out: Path,
     *,
     fixtures: Path = DEFAULT_FIXTURES,
+    raw: Sequence[Path] = (),
     delays: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Write the capture directory; returns its manifest's `bighost` block."""
     shape.check()
-    seeds = find_seeds(fixtures)
+    seeds = find_seeds(Sources(fixtures, tuple(raw)))
     notes = [
         f"{path} is a hand-written fixture (no captured output had what is needed)"
         for paths in seeds.paths().values()
@@ -929,8 +970,8 @@ def generate(
     gpu_buses = [f.address for f in functions if f.kind == "gpu"]
     xml = nvidia_output(seeds.nvidia_smi, gpu_buses)
     cap.command(list(bee_nvidia_smi.ARGV), xml)
-    proc_version = seeds.nvidia_smi.path.with_suffix(".proc-version")
-    if proc_version.is_file():  # captured beside the XML on the same machine
+    proc_version = proc_version_beside(seeds.nvidia_smi.path)
+    if proc_version is not None:
         cap.file(bee_nvidia_smi.PROC_VERSION, proc_version.read_text(encoding="utf-8"))
     else:
         cap.file(
@@ -1058,6 +1099,14 @@ def main(argv: list[str] | None = None) -> int:
         "--fixtures", type=Path, default=DEFAULT_FIXTURES, help="real outputs to scale (fixtures/)"
     )
     parser.add_argument(
+        "--raw",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="also take seeds from a fixtures/capture.sh output directory (repeatable)",
+    )
+    parser.add_argument(
         "--no-verify", action="store_true", help="skip the replay through the agent"
     )
     args = parser.parse_args(argv)
@@ -1068,7 +1117,7 @@ def main(argv: list[str] | None = None) -> int:
         }
     )
     try:
-        info = generate(shape, args.out, fixtures=args.fixtures)
+        info = generate(shape, args.out, fixtures=args.fixtures, raw=args.raw)
         print(
             f"bighost: wrote {args.out} from {sum(len(v) for v in info['seeds'].values())} fixtures"
         )

@@ -209,6 +209,8 @@ def test_a_missing_fixture_stops_the_bench_with_one_line(tmp_path, capsys):
             str(tmp_path / "w"),
             "--out",
             str(tmp_path / "b.json"),
+            "--raw",
+            str(tmp_path / "no-captures"),  # not the dist/ captures of this machine
         ]
     )
     assert code == 1

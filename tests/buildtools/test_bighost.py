@@ -18,7 +18,7 @@ from conftest import FIXTURES
 
 def _seed_or_skip(tool: str, score, what: str) -> bighost.Seed:
     try:
-        return bighost.pick_seed(FIXTURES, tool, score, what)
+        return bighost.pick_seed(bighost.Sources(FIXTURES), tool, score, what)
     except BigHostError as exc:
         pytest.skip(f"no fixture to scale yet: {exc}")
 
@@ -27,7 +27,7 @@ def _seed_or_skip(tool: str, score, what: str) -> bighost.Seed:
 def big_host(tmp_path_factory) -> tuple[Path, Shape]:
     """The default big host, from the committed fixtures (skipped until they hold every tool)."""
     try:
-        bighost.find_seeds(FIXTURES)
+        bighost.find_seeds(bighost.Sources(FIXTURES))
     except BigHostError as exc:
         pytest.skip(f"fixtures/ lacks a seed for the big host: {exc}")
     out = tmp_path_factory.mktemp("bighost") / "host"
@@ -109,7 +109,7 @@ def test_shapes_that_cannot_exist_are_refused():
 
 def test_missing_fixtures_are_named_in_one_line(tmp_path, capsys):
     with pytest.raises(BigHostError, match="lspci"):
-        bighost.find_seeds(tmp_path)
+        bighost.find_seeds(bighost.Sources(tmp_path))
     assert bighost.main(["--out", str(tmp_path / "host"), "--fixtures", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("bighost: ")
@@ -121,7 +121,7 @@ def test_hand_written_fixtures_lose_to_captured_ones(tmp_path):
     text = (FIXTURES / "lspci" / "h200-firecracker-vmm-nn-D.txt").read_text(encoding="utf-8")
     (tmp_path / "lspci" / "handwritten-a.txt").write_text(text + "\n" + text)
     (tmp_path / "lspci" / "real-b.txt").write_text(text)
-    seed = bighost.pick_seed(tmp_path, "lspci", bighost._lspci_score, "records")
+    seed = bighost.pick_seed(bighost.Sources(tmp_path), "lspci", bighost._lspci_score, "records")
     assert seed.path.name == "real-b.txt"
 
 
