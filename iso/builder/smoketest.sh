@@ -7,13 +7,14 @@
 # check FAILed. POSIX sh; uses only what the image carries.
 #
 # For tests, these can be pointed elsewhere: BEE_SMOKE_AUDIT, BEE_SMOKE_RELEASE,
-# BEE_SMOKE_NVIDIA_DIR, BEE_SMOKE_LIB_DIR, and BEE_SMOKE_ONLY="check_a check_b" runs only
+# BEE_SMOKE_NVIDIA_DIR, BEE_SMOKE_LIB_DIR, BEE_SMOKE_SYS_PCI, and BEE_SMOKE_ONLY="check_a check_b" runs only
 # the named check functions (see the list at the end).
 
 AUDIT=${BEE_SMOKE_AUDIT:-/var/log/bee-audit.json}
 RELEASE=${BEE_SMOKE_RELEASE:-/etc/bee-release}
 NVIDIA_DIR=${BEE_SMOKE_NVIDIA_DIR:-/usr/local/lib/nvidia}
 LIB_DIR=${BEE_SMOKE_LIB_DIR:-/usr/lib}
+SYS_PCI=${BEE_SMOKE_SYS_PCI:-/sys/bus/pci/devices}
 MARKER=/etc/bee/password-fallback
 
 export LC_ALL=C
@@ -184,9 +185,15 @@ check_network() {
 
 # -- NVIDIA --------------------------------------------------------------------------------
 
-# NVIDIA display/3D controllers on the bus: `lspci -Dn` class 03xx, vendor 10de.
+# NVIDIA display/3D controllers on the PCI bus (vendor 0x10de, class 0x03xxxx), read from
+# sysfs, where lspci reads them too: the count must not depend on lspci being present.
 nvidia_gpu_count() {
-	lspci -Dn 2>/dev/null | awk '$2 ~ /^03/ && $3 ~ /^10de:/' | wc -l
+	count=0
+	for dev in "$SYS_PCI"/*; do
+		[ "$(cat "$dev/vendor" 2>/dev/null)" = 0x10de ] || continue
+		case "$(cat "$dev/class" 2>/dev/null)" in 0x03*) count=$((count + 1)) ;; esac
+	done
+	echo "$count"
 }
 
 release_value() {
@@ -254,9 +261,9 @@ check_nvidia_gpus() {
 	fi
 	seen=$(timeout 60 nvidia-smi -L 2>/dev/null | grep -c '^GPU ')
 	if [ "$seen" -eq "$gpus" ]; then
-		pass nvidia-smi-gpus "nvidia-smi sees $seen of $gpus GPU(s) lspci shows"
+		pass nvidia-smi-gpus "nvidia-smi sees $seen of $gpus GPU(s) on the PCI bus"
 	else
-		fail nvidia-smi-gpus "nvidia-smi sees $seen GPU(s), lspci shows $gpus"
+		fail nvidia-smi-gpus "nvidia-smi sees $seen GPU(s), the PCI bus has $gpus"
 	fi
 	nodes=""
 	for node in /dev/nvidiactl /dev/nvidia-uvm /dev/nvidia-uvm-tools; do
@@ -275,7 +282,7 @@ if not isinstance(section, dict) or not section:
     sys.exit("the audit has no NVIDIA section")
 gpus = section.get("gpus")
 if isinstance(gpus, list) and len(gpus) != int(sys.argv[2]):
-    sys.exit(f"the audit lists {len(gpus)} GPU(s), lspci shows {sys.argv[2]}")
+    sys.exit(f"the audit lists {len(gpus)} GPU(s), the PCI bus has {sys.argv[2]}")
 print(f"{len(gpus) if isinstance(gpus, list) else '?'} GPU(s) in the audit's nvidia section")
 PY
 	); then

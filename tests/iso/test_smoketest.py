@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -155,22 +154,18 @@ def test_nvidia_library_links_are_checked(tmp_path: Path) -> None:
     assert "FAIL nvidia-lib-libnvidia-ml.so.1" in result.stdout
 
 
-def host_nvidia_gpus() -> int:
-    out = subprocess.run(["lspci", "-Dn"], capture_output=True, text=True, check=False).stdout
-    return sum(
-        1
-        for line in out.splitlines()
-        if len(line.split()) > 2
-        and line.split()[1].startswith("03")
-        and line.split()[2].startswith("10de:")
-    )
+def pci_device(root: Path, address: str, vendor: str, klass: str) -> None:
+    device = root / address
+    device.mkdir(parents=True)
+    (device / "vendor").write_text(f"{vendor}\n")
+    (device / "class").write_text(f"{klass}\n")
 
 
-@pytest.mark.skipif(shutil.which("lspci") is None, reason="needs lspci")
-def test_nvidia_gpu_checks_skip_without_a_gpu() -> None:
-    if host_nvidia_gpus():
-        pytest.skip("this host has an NVIDIA GPU")
-    result = smoke("check_nvidia_gpus")
+def test_nvidia_gpu_checks_skip_without_a_gpu(tmp_path: Path) -> None:
+    # A bus as sysfs shows it: a VGA card that is not NVIDIA, an NVIDIA GPU's audio function.
+    pci_device(tmp_path, "0000:00:01.0", "0x1234", "0x030000")
+    pci_device(tmp_path, "0000:01:00.1", "0x10de", "0x040300")
+    result = smoke("check_nvidia_gpus", BEE_SMOKE_SYS_PCI=str(tmp_path))
     assert result.returncode == 0
     assert [line.split(":")[0] for line in lines(result)] == [
         "SKIP nvidia-modules-loaded",
@@ -178,6 +173,20 @@ def test_nvidia_gpu_checks_skip_without_a_gpu() -> None:
         "SKIP nvidia-devices",
         "SKIP nvidia-audit",
     ]
+
+
+def test_nvidia_gpu_counts_3d_controllers(tmp_path: Path) -> None:
+    """An H200 is a 3D controller (class 0x0302), seen on a real GPU host as 0000:00:06.0."""
+    pci_device(tmp_path, "0000:00:06.0", "0x10de", "0x030200")
+    pci_device(tmp_path, "0000:00:07.0", "0x10de", "0x030000")
+    result = smoke(
+        "check_nvidia_gpus",
+        BEE_SMOKE_SYS_PCI=str(tmp_path),
+        BEE_SMOKE_AUDIT=str(tmp_path / "no-audit.json"),
+    )
+    # Whatever this host has loaded, two GPUs on the bus are never SKIPped.
+    assert "SKIP" not in result.stdout
+    assert "nvidia-smi-gpus" in result.stdout
 
 
 def test_unknown_check_is_a_failure() -> None:
