@@ -165,3 +165,21 @@ def test_a_changed_collector_argv_is_reported(big_host, tmp_path):
     assert "a collector asked for `dmidecode -t 4`, which the generator does not make" in issues
     assert "no collector asked for `dmidecode -t 4,7` (did its argv change?)" in issues
     assert any(i.startswith("sockets: the agent counted None") for i in issues)
+
+
+def test_raw_capture_directories_are_read_like_fixtures(tmp_path):
+    raw = tmp_path / "capture-sh"  # the layout of fixtures/capture.sh
+    (raw / "fs/proc/driver/nvidia").mkdir(parents=True)
+    shutil.copy(FIXTURES / "nvidia-smi" / "h200-firecracker-580.xml", raw / "nvidia-smi-q-x.out")
+    shutil.copy(
+        FIXTURES / "nvidia-smi" / "h200-firecracker-580.proc-version",
+        raw / "fs/proc/driver/nvidia/version",
+    )
+    (raw / "ipmitool-fru.out").write_text("")  # the tool printed nothing: not a seed
+    sources = bighost.Sources(tmp_path / "no-fixtures", (raw,))
+    seed = bighost.pick_seed(sources, "nvidia-smi", bighost._nvidia_score, "a <gpu>")
+    assert seed.path == raw / "nvidia-smi-q-x.out"
+    assert bighost.proc_version_beside(seed.path) == raw / "fs/proc/driver/nvidia/version"
+    assert sources.files("ipmitool-fru") == []
+    with pytest.raises(BigHostError, match="capture-sh"):
+        bighost.pick_seed(sources, "ipmitool-fru", bighost._fru_score, "a power supply")
