@@ -955,7 +955,7 @@ def generate(
         ]  # fmt: skip
 
     # BMC.
-    cap.command(["ipmitool", "fru"], fru_output(seeds.ipmitool_fru, shape.psus))
+    cap.command(list(bee_ipmitool.FRU_ARGV), fru_output(seeds.ipmitool_fru, shape.psus))
     # The PSUs are the BMC's; this SMBIOS table has no type 39 (dmidecode prints the header).
     cap.command(["dmidecode", "-t", "39"], dmidecode_output(header, []))
     dev = sorted(

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from bee.capture import RecordingRunner, ReplayRunner
 from bee.probe import Probe
 from bee.serialize import to_jsonable
-from bee.tools import dmidecode
+from bee.tools import dmidecode, ipmitool
 from bee.tools.dmidecode import is_placeholder, parse
 from conftest import FIXTURES, REALWORLD, SCHEMA_DIR
 
@@ -482,7 +482,7 @@ def test_audit_replay_with_board_cpu_memory_pcie_psu_validates(tmp_path, validat
             (["dmidecode", "-t", "16,17"], server, 0, ""),
             (["dmidecode", "-t", "39"], server, 0, ""),
             (["lspci", "-vmm", "-nn", "-D"], lspci_text, 0, ""),
-            (["ipmitool", "fru"], fru_text, 1, ""),
+            (list(ipmitool.FRU_ARGV), fru_text, 1, ""),
         ],
         files={"/sys/class/dmi/id/sys_vendor": "Supermicro\n"},
         dirs={"/dev": ["ipmi0", "null"]},
@@ -498,3 +498,46 @@ def test_audit_replay_with_board_cpu_memory_pcie_psu_validates(tmp_path, validat
     assert lines[0].endswith("audit of Supermicro SYS-2029U-TR4, S/N S123456X8B00001")
     assert "CPU: 1 x Intel(R) Xeon(R) Gold 6130 CPU @ 2.10GHz (16 cores, 32 threads)" in lines
     assert "Memory: 48.0 GiB in 2 of 3 slots" in lines
+
+
+# -- the QEMU q35 guest of `nox -s vm_test` (real dmidecode 3.4 output) ---------------------
+
+QEMU = {name: FIXTURES / "dmidecode" / f"qemu-q35-{name}.txt" for name in ("full", "t0123")}
+QEMU.update({name: FIXTURES / "dmidecode" / f"qemu-q35-{name}.txt" for name in ("t4", "t16-17")})
+
+
+def test_qemu_guest_with_a_supermicro_identity_is_still_known_as_a_vm():
+    board = parse(QEMU["t0123"].read_text()).board
+    assert (board.system.manufacturer, board.system.product, board.system.serial) == (
+        "Supermicro",
+        "SYS-4029GP-TRT2",
+        "S411294X9C07713",
+    )
+    assert board.system.uuid == "3a1d6f30-9c2e-4b7a-8f11-2d5c6e0b4a17"
+    assert (board.baseboard.product, board.baseboard.serial) == ("X11DPG-OT-CPU", "OM19BS004211")
+    assert (board.chassis.type, board.chassis.serial) == ("Other", "C4180LK19A50211")
+    assert (board.bios.version, board.bios.revision) == ("3.8a", "5.22")
+    # QEMU sets the SMBIOS "virtual machine" bit whatever -smbios says about the vendor.
+    assert board.virtual_machine is True and board.hypervisor is None
+    assert board.virtual_machine_evidence == [f"BIOS characteristic: {dmidecode.VM_CHARACTERISTIC}"]
+
+
+def test_qemu_guest_sockets_and_dimms():
+    cpu = parse(QEMU["t4"].read_text()).cpu
+    assert [s.designation for s in cpu.sockets] == ["CPU 0", "CPU 1"]
+    assert {s.model for s in cpu.sockets} == {"Intel(R) Xeon(R) Gold 6248R CPU @ 3.00GHz"}
+    assert {s.part_number for s in cpu.sockets} == {"CD8069504449401"}
+    memory = parse(QEMU["t16-17"].read_text()).memory
+    assert [d.size_bytes // 1024**2 for d in memory.slots] == [16384, 2048]
+    assert {(d.serial, d.speed_mts, d.configured_speed_mts) for d in memory.slots} == {
+        ("03B1C4D2", 2933, 2933)
+    }
+    assert memory.arrays[0].ecc is True and memory.slots[0].ecc is True
+
+
+def test_qemu_guest_full_output_holds_what_the_per_type_runs_hold():
+    full = to_jsonable(parse(QEMU["full"].read_text()))
+    assert full["board"] == to_jsonable(parse(QEMU["t0123"].read_text()).board)
+    assert full["cpu"] == to_jsonable(parse(QEMU["t4"].read_text()).cpu)
+    slots = to_jsonable(parse(QEMU["t16-17"].read_text()).memory)["slots"]
+    assert full["memory"]["slots"] == slots

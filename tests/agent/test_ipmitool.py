@@ -19,7 +19,7 @@ FIXTURE_FILES = sorted(
 )
 REALWORLD_FILES = sorted((REALWORLD / "ipmitool-fru").glob("*.txt"))
 NAMES = FIXTURES / "ipmitool-fru" / "handwritten-psu-names-and-records.txt"
-FRU_ARGV = ["ipmitool", "fru"]
+FRU_ARGV = list(ipmitool.FRU_ARGV)
 T39_ARGV = ["dmidecode", "-t", "39"]
 
 
@@ -207,7 +207,7 @@ def test_ipmitool_failing_outright_is_an_error(tmp_path):
     psu = ipmitool.collect(probe)
     assert psu.ipmi_device == "/dev/ipmi0" and psu.power_supplies == []
     assert probe.errors == [
-        "ipmitool fru: exit 1: Could not open device at /dev/ipmi0: Permission denied"
+        "ipmitool -v fru print: exit 1: Could not open device at /dev/ipmi0: Permission denied"
     ]
 
 
@@ -243,3 +243,20 @@ def test_realworld_outputs_parse_and_match_the_schema(path):
 @pytest.mark.skipif(not REALWORLD_FILES, reason="../shared/realworld/ipmitool-fru is not there")
 def test_realworld_spot_checks_name_existing_files():
     assert set(SPOT_CHECKS) <= {p.stem for p in REALWORLD_FILES}
+
+
+def test_qemu_bmc_sim_fru_devices():
+    fru = parse((FIXTURES / "ipmitool-fru" / "qemu-q35-bmc-sim.txt").read_text())
+    builtin, mainboard, *_ = fru.devices
+    # ipmitool prints only the header for the simulator's built-in FRU 0.
+    assert (builtin.fru_id, builtin.fields, builtin.errors) == (0, {}, [])
+    assert mainboard.product_serial == "S411294X9C07713"
+    assert (mainboard.chassis_serial, mainboard.board_serial) == ("C4180LK19A50211", "OM19BS004211")
+    assert [(p.name, p.fru_id, p.serial, p.model, p.revision) for p in fru.power_supplies] == [
+        ("PS1", 2, "P2K2ACJ19NT0512", "PWS-2K20A-1R", "1.1"),
+        ("PS2", 3, "P2K2ACJ19NT0598", "PWS-2K20A-1R", "1.1"),
+    ]
+    # Without -v, ipmitool 1.8.19's `fru print` skips the multirecord area ("if (verbose==0)
+    # return" in lib/ipmi_fru.c), so the Power Supply record QEMU holds is not in this output;
+    # that is why the collector runs `ipmitool -v fru print`.
+    assert {p.capacity_w for p in fru.power_supplies} == {None}

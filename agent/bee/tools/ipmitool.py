@@ -1,6 +1,6 @@
 """ipmitool fru: every FRU device the BMC describes, power supplies picked out of them.
 
-Command: `ipmitool fru` (= `fru print`, ipmitool 1.8.x), run only when an IPMI device node exists
+Command: `ipmitool -v fru print` (ipmitool 1.8.x), run only when an IPMI device node exists
 (`/dev/ipmi0`, `/dev/ipmi/0`, `/dev/ipmidev/0`); without one the psu section reads SMBIOS
 type 39 alone and says nothing about IPMI. One output describes many FRU devices:
 
@@ -27,6 +27,9 @@ from bee.probe import Probe
 from bee.tools.dmidecode import PowerSupply, is_placeholder, power_supplies_from_records, scan
 
 IPMI_DEVICE_NODES = ("/dev/ipmi0", "/dev/ipmi/0", "/dev/ipmidev/0")
+# `-v`: ipmitool 1.8.19 prints the multirecord area (the Power Supply record with the rated
+# capacity) only when verbose; the other lines are the same as plain `ipmitool fru`.
+FRU_ARGV = ("ipmitool", "-v", "fru", "print")
 FRU_TIMEOUT_S = 60.0  # slow KCS interfaces take seconds per FRU device
 
 # "FRU Device Description : PS1 (ID 1)"; "FRU Device Description : iDRAC7   " (no ID)
@@ -247,7 +250,7 @@ def collect(probe: Probe) -> Psu | None:
     node = find_ipmi_device(probe)
     fru = Fru(devices=[], power_supplies=[])
     if node is not None:
-        result = probe.run(["ipmitool", "fru"], timeout_s=FRU_TIMEOUT_S, check=False)
+        result = probe.run(FRU_ARGV, timeout_s=FRU_TIMEOUT_S, check=False)
         if not result.not_found:
             fru = parse(result.stdout)
             # ipmitool exits 1 when one FRU device fails, and prints the others: that is data.
