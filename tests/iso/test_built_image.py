@@ -1,0 +1,224 @@
+"""A built ISO's root file system, checked offline (no boot): needs root and a dist/bee-*.iso.
+
+Extracts live/filesystem.squashfs of the newest `dist/bee-*.iso` (or BEE_TEST_ISO) and checks
+what the image carries, then runs bee-sshsetup in a chroot of it, in both access modes.
+Skipped, with the reason, without root, without an ISO, or without xorriso/unsquashfs.
+Booting the image is `nox -s vm_test`'s job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from buildtools.staging import parse_release
+
+REPO = Path(__file__).resolve().parents[2]
+BEE_UNITS = ("bee-sshsetup", "bee-network", "bee-nvidia", "bee-audit")
+
+
+def newest_iso() -> Path | None:
+    if os.environ.get("BEE_TEST_ISO"):
+        return Path(os.environ["BEE_TEST_ISO"])
+    isos = sorted((REPO / "dist").glob("bee-*.iso"), key=lambda path: path.stat().st_mtime)
+    return isos[-1] if isos else None
+
+
+def _skip_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root (chroot, device nodes)"
+    for tool in ("xorriso", "unsquashfs", "chroot"):
+        if shutil.which(tool) is None:
+            return f"needs {tool}"
+    if newest_iso() is None:
+        return "no dist/bee-*.iso: build one with nox -s build_iso"
+    return None
+
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(_skip_reason() is not None, reason=_skip_reason() or ""),
+]
+
+
+@pytest.fixture(scope="module")
+def image_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    iso = newest_iso()
+    assert iso is not None
+    work = tmp_path_factory.mktemp("image")
+    squashfs = work / "filesystem.squashfs"
+    subprocess.run(
+        ["xorriso", "-osirrox", "on", "-indev", str(iso), "-extract",
+         "/live/filesystem.squashfs", str(squashfs)],
+        capture_output=True, check=True, timeout=300,
+    )  # fmt: skip
+    root = work / "root"
+    subprocess.run(
+        ["unsquashfs", "-q", "-n", "-d", str(root), str(squashfs)],
+        capture_output=True, check=True, timeout=600,
+    )  # fmt: skip
+    squashfs.unlink()
+    for name, major, minor in (("null", 1, 3), ("random", 1, 8), ("urandom", 1, 9)):
+        node = root / "dev" / name
+        if not node.exists():
+            os.mknod(node, 0o20666, os.makedev(major, minor))
+            node.chmod(0o666)
+    return root
+
+
+def chroot(root: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["chroot", str(root), *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"},
+    )
+
+
+def release(root: Path) -> dict[str, str]:
+    return parse_release((root / "etc/bee-release").read_text())
+
+
+def test_release_file_is_complete(image_root: Path) -> None:
+    values = release(image_root)
+    for key in ("BEE_VERSION", "BEE_GIT_COMMIT", "DEBIAN_KERNEL_ABI", "NVIDIA_DRIVER_VERSION"):
+        assert values.get(key), key
+    assert values["BEE_VERSION"] in (image_root / "etc/motd").read_text()
+
+
+def test_exactly_one_kernel_the_pinned_one(image_root: Path) -> None:
+    abi = release(image_root)["DEBIAN_KERNEL_ABI"]
+    assert sorted(path.name for path in (image_root / "boot").glob("vmlinuz-*")) == [
+        f"vmlinuz-{abi}"
+    ]
+    assert sorted(path.name for path in (image_root / "lib/modules").iterdir()) == [abi]
+
+
+def test_no_host_keys_are_baked_in(image_root: Path) -> None:
+    assert not list((image_root / "etc/ssh").glob("ssh_host_*"))
+
+
+def test_access_matches_the_release(image_root: Path) -> None:
+    keys = image_root / "root/.ssh/authorized_keys"
+    marker = image_root / "etc/bee/password-fallback"
+    if release(image_root)["SSH_ACCESS"] == "authorized-keys":
+        assert keys.stat().st_mode & 0o777 == 0o600
+        assert keys.parent.stat().st_mode & 0o777 == 0o700
+        assert not marker.exists()
+    else:
+        assert marker.exists()
+
+
+def test_units_are_enabled(image_root: Path) -> None:
+    wants = image_root / "etc/systemd/system/multi-user.target.wants"
+    for unit in BEE_UNITS:
+        assert (wants / f"{unit}.service").is_symlink(), unit
+
+
+def test_units_verify_against_the_images_own_systemd(image_root: Path) -> None:
+    units = [f"/etc/systemd/system/{unit}.service" for unit in BEE_UNITS]
+    result = chroot(image_root, "systemd-analyze", "verify", "--man=no", *units,
+                    "/lib/systemd/system/ssh.service")  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_collector_tool_is_present(image_root: Path) -> None:
+    tools = ("python3", "dmidecode", "lspci", "lsblk", "smartctl", "nvme", "ipmitool",
+             "qrencode", "insmod", "modinfo", "ethtool", "dhclient", "sshd", "ip")  # fmt: skip
+    for tool in tools:
+        assert chroot(image_root, "sh", "-c", f"command -v {tool}").returncode == 0, tool
+    assert (image_root / "usr/share/misc/pci.ids").stat().st_size > 0
+
+
+def test_agent_runs_with_the_images_python(image_root: Path) -> None:
+    version = release(image_root)["BEE_VERSION"]
+    for argv in (("/usr/local/bin/bee", "--version"), ("python3", "-m", "bee", "--version")):
+        result = chroot(image_root, *argv)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == f"bee {version}"
+
+
+def test_image_is_lean(image_root: Path) -> None:
+    docs = [
+        path
+        for path in (image_root / "usr/share/doc").rglob("*")
+        if path.is_file() and path.name != "copyright"
+    ]
+    assert docs == []
+    assert not (image_root / "usr/share/man").exists() or not any(
+        (image_root / "usr/share/man").rglob("*.gz")
+    )
+    assert chroot(image_root, "dpkg-query", "-W", "apt-xapian-index").returncode != 0
+
+
+@pytest.mark.parametrize("mode", ["authorized-keys", "password-fallback"])
+def test_sshsetup_makes_keys_and_the_policy(image_root: Path, mode: str) -> None:
+    marker = image_root / "etc/bee/password-fallback"
+    policy = image_root / "etc/ssh/sshd_config.d/00-bee.conf"
+    original_policy = policy.read_text()
+    marker_was_there = marker.exists()
+    try:
+        if mode == "password-fallback":
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text("test\n")
+        elif marker.exists():
+            marker.unlink()
+        result = chroot(image_root, "/usr/local/lib/bee/bee-sshsetup")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert len(list((image_root / "etc/ssh").glob("ssh_host_*_key"))) >= 2
+        effective = chroot(image_root, "sshd", "-T").stdout.splitlines()
+        password_file = image_root / "run/bee/root-password"
+        if mode == "password-fallback":
+            assert "passwordauthentication yes" in effective
+            secret = password_file.read_text().strip()
+            assert len(secret) == 16
+            assert password_file.stat().st_mode & 0o777 == 0o600
+            assert secret not in result.stdout + result.stderr  # console only, not the journal
+        else:
+            assert "passwordauthentication no" in effective
+            assert "permitrootlogin without-password" in effective
+    finally:
+        policy.write_text(original_policy)
+        if marker_was_there:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text("restored\n")
+        elif marker.exists():
+            marker.unlink()
+        for key in (image_root / "etc/ssh").glob("ssh_host_*"):
+            key.unlink()
+        shutil.rmtree(image_root / "run/bee", ignore_errors=True)
+
+
+@pytest.mark.parametrize(
+    ("status", "errors", "expected"),
+    [
+        ("rc=0\nseconds=31\n", [], "Audit: finished without errors in 31s"),
+        ("rc=0\nseconds=40\n", [{"collector": "psu"}], "finished with 1 collector error(s)"),
+        ("rc=1\nseconds=5\n", None, "Audit: FAILED (bee audit exit 1)"),
+    ],
+)
+def test_motd_reports_the_audit(
+    image_root: Path, status: str, errors: list[object] | None, expected: str
+) -> None:
+    run_bee = image_root / "run/bee"
+    audit = image_root / "var/log/bee-audit.json"
+    run_bee.mkdir(parents=True, exist_ok=True)
+    try:
+        (run_bee / "audit-status").write_text(status)
+        if errors is not None:
+            audit.write_text(json.dumps({"schema_version": "1", "errors": errors}))
+        result = chroot(image_root, "/etc/update-motd.d/50-bee")
+        assert result.returncode == 0, result.stderr
+        assert expected in result.stdout
+        assert f"bee {release(image_root)['BEE_VERSION']}" in result.stdout
+        assert "Re-run: bee audit" in result.stdout
+    finally:
+        shutil.rmtree(run_bee, ignore_errors=True)
+        audit.unlink(missing_ok=True)
