@@ -365,8 +365,16 @@ def machine_args(
     isolated_nics: frozenset[int] = frozenset(),
 ) -> list[str]:
     """The whole qemu-system-x86_64 command line for one boot of the image."""
-    append = " ".join(word for word in boot.append.split() if word not in ("quiet", "splash"))
-    append = f"{append} console=ttyS0,115200n8".strip()
+    # The image's own console= words are replaced by one serial console: bee-audit-boot prints
+    # its banner once per console=ttyS* word, and the last console= is /dev/console.
+    append = " ".join(
+        word
+        for word in boot.append.split()
+        if word not in ("quiet", "splash") and not word.startswith("console=")
+    )
+    # show_status=1: systemd prints every unit it starts on the console, even late ones such as
+    # ssh.service after host key generation, so the serial log tells what came up and when.
+    append = f"{append} console=ttyS0,115200n8 systemd.show_status=1".strip()
     return [
         QEMU,
         "-name",

@@ -107,14 +107,33 @@ def nic_without_ipv4(ip_json: str, mac: str) -> tuple[bool, str]:
     return False, f"no interface with MAC {mac}"
 
 
-def host_keys_differ(first: set[str], second: set[str]) -> CheckResult:
-    name = "SSH host keys differ between boots"
+def host_keys_differ(first: set[str], second: set[str], seen_by: str) -> CheckResult:
+    """No SSH host key (or fingerprint) of boot 1 comes back in boot 2."""
+    name = f"SSH host keys differ between boots ({seen_by})"
     if not first or not second:
         return _check(name, False, f"host keys recorded: boot 1 {len(first)}, boot 2 {len(second)}")
     same = first & second
     if same:
-        return _check(name, False, f"{len(same)} host key(s) identical: {sorted(same)[0][:60]}")
+        return _check(name, False, f"{len(same)} identical: {sorted(same)[0][:70]}")
     return _check(name, True, f"{len(first)} and {len(second)} keys, none shared")
+
+
+# bee-sshsetup logs each key it generates; the journal forwards it to the console:
+#   "[  310.5] bee-sshsetup[953]: bee-sshsetup: host key 256 SHA256:EiV8+25k... root@bee (ED25519)"
+_HOST_KEY_LINE = re.compile(r"bee-sshsetup: host key \d+ (SHA256:[A-Za-z0-9+/=]+) .*\((\w+)\)")
+
+
+def serial_host_keys(serial_text: str) -> set[str]:
+    """'TYPE SHA256:...' of every host key fingerprint bee-sshsetup printed on the console."""
+    return {f"{m[2]} {m[1]}" for m in _HOST_KEY_LINE.finditer(strip_ansi(serial_text))}
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def strip_ansi(text: str) -> str:
+    """systemd colours its status lines: "[ESC[0;32m  OK  ESC[0m] Started ..."."""
+    return _ANSI.sub("", text)
 
 
 # Serial-console lines that show, without any network, that sshd and the audit ran:
@@ -199,6 +218,7 @@ def check_collectors(document: dict[str, Any], hw: Hardware) -> list[CheckResult
 
 
 def check_board(document: dict[str, Any], hw: Hardware) -> list[CheckResult]:
+    """board.{system,baseboard,chassis,bios} (dmidecode -t 0,1,2,3)."""
     board = document.get("board") or {}
     system, baseboard, chassis, bios = (
         board.get("system") or {},
@@ -215,12 +235,16 @@ def check_board(document: dict[str, Any], hw: Hardware) -> list[CheckResult]:
         _equal("chassis manufacturer", chassis.get("manufacturer"), hw.chassis["manufacturer"]),
         _equal("chassis serial", chassis.get("serial"), hw.chassis["serial"]),
         _equal("chassis type", chassis.get("type"), hw.chassis["type"]),
+        _equal("BIOS vendor", bios.get("vendor"), hw.bios["vendor"]),
         _equal("BIOS version", bios.get("version"), hw.bios["version"]),
     ]
 
 
 def check_cpu(document: dict[str, Any], hw: Hardware) -> list[CheckResult]:
-    sockets = _items(_get(document, "cpu", "sockets"))
+    """cpu.sockets[] (dmidecode -t 4): one per socket, model = the SMBIOS version string."""
+    sockets = [
+        s for s in _items(_get(document, "cpu", "sockets")) if s.get("populated") is not False
+    ]
     models = sorted({str(s.get("model")) for s in sockets})
     return [
         _equal("CPU sockets", len(sockets), hw.sockets),
@@ -229,8 +253,9 @@ def check_cpu(document: dict[str, Any], hw: Hardware) -> list[CheckResult]:
 
 
 def check_memory(document: dict[str, Any], hw: Hardware) -> list[CheckResult]:
-    dimms = [d for d in _items(_get(document, "memory", "slots")) if d.get("size_bytes")]
-    sizes = sorted(int(d["size_bytes"]) // (1024 * 1024) for d in dimms)
+    """memory.slots[] (dmidecode -t 17): the populated ones, their sizes and serials."""
+    dimms = [d for d in _items(_get(document, "memory", "slots")) if d.get("populated")]
+    sizes = sorted(int(d.get("size_bytes") or 0) // (1024 * 1024) for d in dimms)
     serials = sorted({str(d.get("serial")) for d in dimms})
     return [
         _equal("DIMM count", len(dimms), len(hw.dimm_sizes_mib)),
@@ -240,6 +265,7 @@ def check_memory(document: dict[str, Any], hw: Hardware) -> list[CheckResult]:
 
 
 def check_storage(document: dict[str, Any], hw: Hardware) -> list[CheckResult]:
+    """storage.disks[]: each described disk by serial, its size; the NVMe health section."""
     disks = _items(_get(document, "storage", "disks"))
     by_serial = {str(d.get("serial")): d for d in disks}
     results: list[CheckResult] = []
@@ -256,71 +282,65 @@ def check_storage(document: dict[str, Any], hw: Hardware) -> list[CheckResult]:
 
 
 def _check_nvme_health(label: str, disk: dict[str, Any]) -> list[CheckResult]:
-    health = disk.get("nvme_health") or disk.get("health") or {}
-    if not isinstance(health, dict) or not health:
-        return [_check(f"{label} NVMe health section", False, "missing")]
-    warning = health.get("critical_warning")
+    """QEMU's NVMe smart log: no critical warning, a temperature, 0 % used, spare above 0."""
+    health = _get(disk, "nvme", "health")
+    if not isinstance(health, dict):
+        return [_check(f"{label} NVMe health section", False, "missing (storage.disks[].nvme)")]
+    temperature = health.get("temperature_c")
     return [
-        _equal(f"{label} NVMe critical_warning", warning, 0),
+        _equal(f"{label} NVMe critical_warning", health.get("critical_warning"), 0),
         _check(
             f"{label} NVMe temperature",
-            isinstance(health.get("temperature_c"), int | float),
-            repr(health.get("temperature_c")),
+            isinstance(temperature, int) and 0 < temperature < 100,
+            f"{temperature!r} C",
         ),
+        _equal(f"{label} NVMe percentage_used", health.get("percentage_used"), 0),
+        _equal(f"{label} health verdict", _get(disk, "health", "verdict"), "ok"),
     ]
-
-
-def _link_gts(value: Any) -> float | None:
-    if isinstance(value, int | float):
-        return float(value)
-    match = re.match(r"\s*([\d.]+)\s*GT/s", str(value or ""))
-    return float(match.group(1)) if match else None
 
 
 def check_pcie(document: dict[str, Any], hw: Hardware) -> list[CheckResult]:
+    """pcie.devices[]: the NICs by vendor:device, each with the link the description says."""
     devices = _items(_get(document, "pcie", "devices"))
     results: list[CheckResult] = []
-    want_id = [(nic.vendor_id, nic.device_id) for nic in hw.nics]
-    nics = [
-        d
-        for d in devices
-        if (str(d.get("vendor_id", "")).lower(), str(d.get("device_id", "")).lower()) in want_id
-    ]
+    wanted = {(nic.vendor_id, nic.device_id) for nic in hw.nics}
+    nics = sorted(
+        (d for d in devices if (d.get("vendor_id"), d.get("device_id")) in wanted),
+        key=lambda d: str(d.get("address")),
+    )
     results.append(_equal("PCIe NICs", len(nics), len(hw.nics)))
-    for nic_spec, nic in zip(
-        hw.nics, sorted(nics, key=lambda d: str(d.get("address"))), strict=False
-    ):
-        label = f"NIC {nic.get('address')} link"
-        speed = _link_gts(nic.get("current_link_speed_gts", nic.get("current_link_speed")))
-        width = nic.get("link_width", nic.get("current_link_width"))
-        results.append(
-            _check(
-                label,
-                speed == nic_spec.link_speed_gts and width == nic_spec.link_width,
-                f"got {speed} GT/s x{width}, want {nic_spec.link_speed_gts} GT/s "
-                f"x{nic_spec.link_width}",
+    for spec, nic in zip(hw.nics, nics, strict=False):
+        for kind in ("current", "max"):
+            speed = nic.get(f"{kind}_link_speed_gts")
+            width = nic.get(f"{kind}_link_width")
+            results.append(
+                _check(
+                    f"NIC {nic.get('address')} {kind} link",
+                    speed == spec.link_speed_gts and width == spec.link_width,
+                    f"got {speed} GT/s x{width}, "
+                    f"want {spec.link_speed_gts} GT/s x{spec.link_width}",
+                )
             )
-        )
     return results
 
 
 def check_psu(document: dict[str, Any], hw: Hardware) -> list[CheckResult]:
-    supplies = _items(_get(document, "psu", "power_supplies"))
-    want = {d.board.serial for d in hw.fru_devices if d.power_supply and d.board}
-    got = {str(p.get("serial")) for p in supplies}
-    results = [_equal("power supplies (serials)", sorted(got), sorted(want))]
-    capacities = {
-        str(p.get("serial")): p.get("capacity_w") for p in supplies if p.get("capacity_w")
-    }
-    for device in hw.fru_devices:
-        if device.power_supply and device.board and device.board.serial in capacities:
-            results.append(
-                _equal(
-                    f"PSU {device.name} capacity (W)",
-                    capacities[device.board.serial],
-                    device.power_supply.capacity_w,
-                )
-            )
+    """psu.power_supplies[]: the FRU's power supplies by serial, name and capacity in watts."""
+    supplies = {str(p.get("serial")): p for p in _items(_get(document, "psu", "power_supplies"))}
+    results: list[CheckResult] = []
+    expected = [d for d in hw.fru_devices if d.power_supply is not None]
+    results.append(_equal("power supplies", len(supplies), len(expected)))
+    for device in expected:
+        serial = device.product.serial if device.product else device.board.serial
+        got = supplies.get(serial)
+        label = f"PSU {device.name} ({serial})"
+        if got is None:
+            results.append(_check(label, False, f"not found (serials: {sorted(supplies)})"))
+            continue
+        results.append(_equal(f"{label} name", got.get("name"), device.name))
+        results.append(
+            _equal(f"{label} capacity (W)", got.get("capacity_w"), device.power_supply.capacity_w)
+        )
     return results
 
 

@@ -159,7 +159,7 @@ def wait_for_serial(log: Path, patterns: dict[str, re.Pattern[str]], vm: qemu.Vm
     seen: dict[str, float] = {}
     end = time.monotonic() + timeout_s
     while time.monotonic() < end and len(seen) < len(patterns):
-        text = log.read_text(errors="replace") if log.exists() else ""
+        text = vm_checks.strip_ansi(log.read_text(errors="replace")) if log.exists() else ""
         for name, pattern in patterns.items():
             if name not in seen and pattern.search(text):
                 seen[name] = time.monotonic() - vm.started
@@ -365,7 +365,12 @@ def boot_second(ctx: Context, first_keys: set[str]) -> BootReport:
         report.checks.append(Check("boot2: ssh.service active", state == "active", state))
         report.total_s = time.monotonic() - vm.started
     second_keys = known_host_keys(ssh.known_hosts)
-    report.checks.append(Check(*vm_checks.host_keys_differ(first_keys, second_keys)))
+    report.checks.append(Check(*vm_checks.host_keys_differ(first_keys, second_keys, "ssh client")))
+    serial = [
+        vm_checks.serial_host_keys((ctx.run_dir / f"{boot}-serial.log").read_text(errors="replace"))
+        for boot in ("boot1", "boot2")
+    ]
+    report.checks.append(Check(*vm_checks.host_keys_differ(*serial, "console fingerprints")))
     return report
 
 
