@@ -472,18 +472,26 @@ def iso_report(dist: Path, previous: dict[str, Any] | None) -> dict[str, Any]:
          "built": datetime.fromtimestamp(p.stat().st_mtime, UTC).isoformat(timespec="seconds")}
         for p in sorted(dist.glob("*.iso"))
     ]  # fmt: skip
+    # Finished builds are kept from earlier runs (each build overwrites its log); a build still
+    # running, or one that failed, is shown as the log has it now and not kept.
     builds: dict[str, dict[str, Any]] = {}
     for build in (previous or {}).get("builds") or []:
-        if isinstance(build, dict) and build.get("key"):
+        if isinstance(build, dict) and build.get("key") and build.get("finished"):
             builds[build["key"]] = build
+    current = []
     for log in sorted(dist.glob("**/build-iso*.log")):
         parsed = parse_build_log(log.read_text(encoding="utf-8", errors="replace"))
         if not parsed["steps"]:
             continue
         mtime = datetime.fromtimestamp(log.stat().st_mtime, UTC).isoformat(timespec="seconds")
-        key = f"{parsed['lb_started'] or mtime}"
-        builds[key] = {"key": key, "log": str(log.relative_to(REPO)), "at": mtime, **parsed}
-    ordered = sorted(builds.values(), key=lambda b: b["key"])
+        where = str(log.relative_to(REPO)) if log.is_relative_to(REPO) else str(log)
+        key = f"{parsed['lb_started'] or mtime} {parsed['total_s']}s"
+        entry = {"key": key, "log": where, "at": mtime, **parsed}
+        if parsed["finished"]:
+            builds[key] = entry
+        else:
+            current.append(entry)
+    ordered = sorted(builds.values(), key=lambda b: b["key"]) + current
     done = [b for b in ordered if b["finished"]]
     clean = [b for b in done if b["bootstrap"] == "ran debootstrap"]
     repeated = [b for b in done if b["bootstrap"] == "from cache"]
@@ -696,6 +704,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--work", type=Path, default=DIST / "bench", help="hosts and shims")
     parser.add_argument("--out", type=Path, default=DIST / "bench.json", help="the JSON report")
     parser.add_argument(
+        "--iso-only",
+        action="store_true",
+        help="only re-read dist/ for the ISO and its build logs (seconds; keeps the other numbers"
+        " of --out); run it after each build so clean and repeated builds are both on record",
+    )
+    parser.add_argument(
         "--child-slow-audit", nargs=3, type=Path, help=argparse.SUPPRESS, metavar="X"
     )
     return parser
@@ -708,12 +722,21 @@ def main(argv: list[str] | None = None) -> int:
             sys.path.insert(0, str(AGENT))
         return child_slow_audit(*args.child_slow_audit)
     delays = dict(bighost.DEFAULT_DELAYS | dict(args.delay))
-    previous = None
+    earlier: dict[str, Any] = {}
     if args.out.is_file():
         try:
-            previous = json.loads(args.out.read_text(encoding="utf-8")).get("iso")
-        except (OSError, ValueError, AttributeError):
-            previous = None
+            loaded = json.loads(args.out.read_text(encoding="utf-8"))
+            earlier = loaded if isinstance(loaded, dict) else {}
+        except (OSError, ValueError):
+            earlier = {}
+    previous = earlier.get("iso") if isinstance(earlier.get("iso"), dict) else None
+    if args.iso_only:
+        results = {k: v for k, v in earlier.items() if k != "targets"}
+        results["iso"] = iso_report(DIST, previous)
+        results["targets"] = targets(results)
+        sys.stdout.write(format_table(results))
+        write_json(args.out, results)
+        return 0
     results: dict[str, Any] = {
         "format": "bee-bench/1",
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),

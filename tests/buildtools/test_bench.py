@@ -217,3 +217,34 @@ def test_a_missing_fixture_stops_the_bench_with_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("bench: no fixture in")
     assert not (tmp_path / "b.json").exists()
+
+
+def _write_build_log(path: Path, steps: int, debootstrap: bool, lb_at: str) -> None:
+    progress = Progress(path, out=io.StringIO())
+    progress.say("checks passed (1.0s): kernel")
+    for number in range(1, steps + 1):
+        with progress.step(number, f"step {number}"):
+            if number == 8:
+                progress.write(f"[{lb_at}] lb build \n")
+                if debootstrap:
+                    progress.write("I: Base system installed successfully.\n")
+    progress.close()
+
+
+def test_finished_builds_are_remembered_across_overwritten_logs(tmp_path):
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    log = dist / "build-iso.log"
+    (dist / "bee-0.1.0-amd64.iso").write_bytes(b"\0" * 2**20)
+    _write_build_log(log, 9, debootstrap=True, lb_at="2026-11-26 01:00:00")
+    first = bench.iso_report(dist, None)
+    assert first["images"][0]["mib"] == 1.0
+    assert first["clean_build_s"] is not None and first["repeated_build_s"] is None
+    _write_build_log(log, 9, debootstrap=False, lb_at="2026-11-26 02:00:00")  # overwrites the log
+    second = bench.iso_report(dist, first)
+    assert [b["bootstrap"] for b in second["builds"]] == ["ran debootstrap", "from cache"]
+    assert second["clean_build_s"] is not None and second["repeated_build_s"] is not None
+    _write_build_log(log, 5, debootstrap=False, lb_at="2026-11-26 03:00:00")  # still running
+    third = bench.iso_report(dist, second)
+    assert [b["finished"] for b in third["builds"]] == [True, True, False]
+    assert [b["finished"] for b in bench.iso_report(dist, third)["builds"]] == [True, True, False]
