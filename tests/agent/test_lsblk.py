@@ -121,6 +121,19 @@ def test_never_raises_on_arbitrary_text(text):
     parse(text)
 
 
+device_keys = st.sampled_from(
+    ["name", "kname", "type", "size", "rm", "rota", "ro", "mountpoint", "mountpoints", "children",
+     "pkname", "serial"]
+)  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.dictionaries(device_keys, json_values | st.text(max_size=4)), max_size=4))
+def test_never_raises_on_devices_with_any_values(devices):
+    parse(json.dumps({"blockdevices": devices}))
+    parse(json.dumps({"blockdevices": [{"name": "sda", "children": devices}]}))
+
+
 @settings(max_examples=150, deadline=None)
 @given(json_values)
 def test_never_raises_on_any_json_value(value):

@@ -438,6 +438,25 @@ def test_a_usb_boot_stick_smartctl_cannot_open_is_a_note(tmp_path):
     assert probe.errors == [] and "Unknown USB bridge" in probe.notes[0]
 
 
+def test_without_lsblk_smartctl_still_lists_the_disks(tmp_path):
+    commands = [
+        (list(SCAN_ARGV), 0, QEMU["scan"].read_text()),
+        (["smartctl", "-j", "-a", "-d", "scsi", "/dev/sda"], 4, QEMU["sda"].read_text()),
+        (["smartctl", "-j", "-a", "-d", "sat", "/dev/sdb"], 0, QEMU["sdb"].read_text()),
+        (["nvme", "id-ctrl", "-o", "json", "/dev/nvme0"], 0, QEMU["id"].read_text()),
+        (["nvme", "smart-log", "-o", "json", "/dev/nvme0"], 0, QEMU["log"].read_text()),
+    ]
+    dirs = {"/sys/class/nvme": ["nvme0"], "/sys/class/nvme/nvme0": ["nvme0n1"]}
+    probe = Probe(ReplayRunner(write_capture(tmp_path, commands, dirs)), "storage")
+    section = storage.collect(probe)
+    assert [(d.name, d.path, d.serial, d.size_bytes) for d in section.disks] == [
+        ("sda", "/dev/sda", "WFK2B1EX", 1200243695616),
+        ("sdb", "/dev/sdb", "PHYF0413016T480BGN", 480103981056),
+    ]
+    assert "lsblk is not installed" in probe.notes
+    assert_valid(section)
+
+
 def test_nothing_installed_is_none(tmp_path):
     probe = Probe(ReplayRunner(write_capture(tmp_path, [])), "storage")
     assert storage.collect(probe) is None

@@ -95,7 +95,7 @@ def _int(value: Any) -> int | None:
         return int(value) if math.isfinite(value) else None
     if isinstance(value, str):
         text = value.strip()
-        if text.isdigit():
+        if text.isascii() and text.isdigit():
             return int(text)
     return None
 

@@ -325,7 +325,11 @@ def parse(text: str) -> NvidiaSection:
                 gpus.append(parse_gpu(element, len(gpus)))
         driver, cuda = _header(body, "driver_version"), _header(body, "cuda_version")
         attached_text = _header(body, "attached_gpus")
-        attached = int(attached_text) if attached_text and attached_text.isdigit() else None
+        attached = (
+            int(attached_text)
+            if attached_text and attached_text.isascii() and attached_text.isdigit()
+            else None
+        )
     if attached is not None and attached > len(gpus):
         errors.append(f"nvidia-smi says {attached} GPUs are attached but describes {len(gpus)}")
     return NvidiaSection(
@@ -366,7 +370,7 @@ def parse_proc_information(text: str, index: int = 0) -> Gpu:
         serial=None,
         board_part_number=None,
         vbios_version=get("video bios"),
-        minor_number=int(minor) if minor and minor.isdigit() else None,
+        minor_number=int(minor) if minor and minor.isascii() and minor.isdigit() else None,
         persistence_mode=None,
         mig_mode_current=None,
         mig_mode_pending=None,

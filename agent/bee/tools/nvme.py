@@ -105,7 +105,7 @@ def _int(value: Any) -> int | None:
         return int(value) if math.isfinite(value) else None
     if isinstance(value, str):
         text = value.strip().replace(",", "")
-        if text.isdigit():
+        if text.isascii() and text.isdigit():
             return int(text)
         try:
             number = float(text)

@@ -161,7 +161,7 @@ def _int(value: Any) -> int | None:
         return int(value) if math.isfinite(value) else None
     if isinstance(value, str):
         text = value.strip().replace(",", "")
-        if text.isdigit():
+        if text.isascii() and text.isdigit():
             return int(text)
     return None
 
@@ -235,7 +235,7 @@ def _attribute_raw(entry: dict[str, Any]) -> int | None:
     # "raw": {"value": 0, "string": "0"}, or "string": "12 (0 3 0 0)".
     raw = _dict(entry.get("raw"))
     head = (_text(raw.get("string")) or "").split(" ", 1)[0]
-    return int(head) if head.isdigit() else _int(raw.get("value"))
+    return int(head) if head.isascii() and head.isdigit() else _int(raw.get("value"))
 
 
 def _self_test(data: dict[str, Any]) -> SelfTest | None:

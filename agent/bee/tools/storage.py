@@ -324,13 +324,14 @@ def collect(probe: Probe) -> StorageSection | None:
             report = nvme_smart[ctrl]
         disks.append(_disk_from_block(blk, report, report_key, info, raid_present))
 
-    # Disks smartctl reaches through a RAID controller that lsblk does not show as themselves.
+    # Disks smartctl reaches through a RAID controller that lsblk does not show as themselves
+    # (and, without lsblk, every disk smartctl lists).
     for device in smart_devices:
         key = _smartctl_device(device)
-        report = reports.get(key)
-        if key in used_reports or not _behind_controller(device):
+        behind = _behind_controller(device)
+        if key in used_reports or not (behind or block is None):
             continue
-        disks.append(_raid_member(device, report))
+        disks.append(_smartctl_only_disk(device, reports.get(key), behind=behind))
 
     # NVMe controllers with no namespace block device (none attached, or all detached).
     for ctrl, info in nvme_info.items():
@@ -445,7 +446,7 @@ def _disk_from_block(
     )
 
 
-def _raid_member(device: ScannedDevice, report: SmartReport | None) -> Disk:
+def _smartctl_only_disk(device: ScannedDevice, report: SmartReport | None, *, behind: bool) -> Disk:
     base = device.name.removeprefix("/dev/").replace("/", "")
     rpm = report.rotation_rate_rpm if report else None
     rotating = rpm != 0 if rpm is not None else None
@@ -455,9 +456,9 @@ def _raid_member(device: ScannedDevice, report: SmartReport | None) -> Disk:
         else DiskHealth(verdict="unknown", reasons=["smartctl gave no data"], source=None)
     )
     return Disk(
-        name=f"{base}-{device.type}",
-        path=None,
-        type="raid-member",
+        name=f"{base}-{device.type}" if behind else base,
+        path=None if behind else device.name,
+        type="raid-member" if behind else None,
         model=report.model if report else None,
         vendor=report.vendor if report else None,
         serial=report.serial if report else None,
@@ -470,7 +471,7 @@ def _raid_member(device: ScannedDevice, report: SmartReport | None) -> Disk:
         removable=None,
         read_only=None,
         is_boot_medium=False,
-        behind_raid_controller=True,
+        behind_raid_controller=behind,
         smartctl_device=_smartctl_device(device),
         children=[],
         health=health,
