@@ -1052,14 +1052,12 @@ def expected_counts(shape: Shape) -> Counts:
 
 
 def replay(capture_dir: Path) -> dict[str, Any]:
-    """The document the real agent makes of the capture (in this process)."""
-    import json as _json
-
+    """The document the real agent makes of the capture (in this process), as JSON reads it."""
     from bee.audit import run_audit
     from bee.serialize import dumps
 
     document = run_audit(bee_capture.ReplayRunner(capture_dir), mode="replay")
-    return _json.loads(dumps(document))
+    return json.loads(dumps(document))
 
 
 def problems(capture_dir: Path, shape: Shape, document: dict[str, Any] | None = None) -> list[str]:
