@@ -786,6 +786,9 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"bench: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("bench: interrupted", file=sys.stderr)
+        return 130
     results["targets"] = targets(results)
     results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     sys.stdout.write(format_table(results))

@@ -1134,6 +1134,9 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"bighost: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("bighost: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 
