@@ -1132,7 +1132,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bighost: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
-        print(f"bighost: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"bighost: {where}{exc.strerror or exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("bighost: interrupted", file=sys.stderr)
