@@ -17,7 +17,8 @@ QEMU has no NVIDIA GPU, so the expected outcome is:
 - `insmod nvidia.ko` is accepted by the module loader and then fails in its init with
   "No such device" (NVRM: No NVIDIA GPU found);
 - the other NVIDIA modules fail only on symbols that nvidia.ko would export (never on a kernel
-  symbol: those are looked up in the kernel's Module.symvers);
+  symbol: those are looked up in the kernel's Module.symvers); nvidia-peermem, built against a
+  stock kernel without InfiniBand peer memory, refuses to load (EINVAL) and is not judged;
 - no "disagrees about version of symbol", "version magic" or "Invalid module format";
 - nvidia-smi finds libnvidia-ml.so.1 and reports that it cannot talk to the driver (exit 9),
   not that the library is missing (exit 12).
@@ -111,7 +112,9 @@ def kernel_symbols(kernel_abi: str) -> set[str]:
     return symbols
 
 
-def judge(result: BootResult, build: NvidiaBuild, kernel_abi: str) -> list[str]:
+def judge(
+    result: BootResult, modules: list[str], kernel_abi: str, kernel_exports: set[str]
+) -> list[str]:
     """Problems found in a boot's results (empty: the modules fit the kernel)."""
     problems = []
     if not result.done:
@@ -131,7 +134,6 @@ def judge(result: BootResult, build: NvidiaBuild, kernel_abi: str) -> list[str]:
         problems.append("nvidia.ko was not tried")
     elif nvidia[0] != 0 and not ("No such device" in nvidia[1] and nvidia_no_gpu):
         problems.append(f"insmod nvidia.ko: {nvidia[1] or nvidia[0]}")
-    kernel_exports = kernel_symbols(kernel_abi)
     wrong = sorted(unknown_symbols(result.dmesg) & kernel_exports)
     if wrong:
         problems.append(f"kernel symbols did not resolve: {', '.join(wrong[:5])}")
@@ -139,7 +141,7 @@ def judge(result: BootResult, build: NvidiaBuild, kernel_abi: str) -> list[str]:
         problems.append("nvidia-smi was not run")
     elif result.smi[0] not in (SMI_NO_DRIVER, SMI_NO_DEVICE, 0):
         problems.append(f"nvidia-smi exit {result.smi[0]}: {result.smi[1]}")
-    for name in build.manifest["modules"]:
+    for name in modules:
         if name not in result.insmod:
             problems.append(f"{name} was not tried")
     return problems
@@ -360,7 +362,7 @@ def bootcheck(dist_dir: Path, say: Any = print, timeout_s: int = 600) -> dict[st
         boot = parse_serial(serial)
         result.detail = f"booted {boot.kernel or '?'}"
     shutil.rmtree(kernel_root, ignore_errors=True)
-    problems = judge(boot, build, abi)
+    problems = judge(boot, build.manifest["modules"], abi, kernel_symbols(abi))
     report = {
         "kernel_abi": abi,
         "booted_kernel": boot.kernel,

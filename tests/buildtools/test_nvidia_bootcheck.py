@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from buildtools.nvidia_bootcheck import (
+    judge,
     load_order,
     newc_archive,
     parse_modules_dep,
@@ -50,30 +51,83 @@ def test_load_order_puts_dependencies_first_once() -> None:
         load_order(["ib_core"], deps)
 
 
-def test_parse_serial_and_unknown_symbols() -> None:
-    serial = "\n".join(
-        [
-            "[    1.0] Run /init as init process",
-            "BEE-CHECK uname 6.1.0-56-amd64",
-            "BEE-CHECK dep-ok drm.ko",
-            "BEE-CHECK dep-fail video.ko",
-            "BEE-CHECK insmod nvidia.ko rc=1 insmod: can't insert 'nvidia.ko': No such device",
-            "BEE-CHECK insmod nvidia-uvm.ko rc=1 insmod: can't insert 'x': unknown symbol",
-            "BEE-CHECK dmesg [    9.1] nvidia_uvm: Unknown symbol nvUvmInterfaceDeviceCreate"
-            " (err -2)",
-            "BEE-CHECK smi rc=9 NVIDIA-SMI has failed because it couldn't communicate",
-            "BEE-CHECK done",
-        ]
+# BEE-CHECK lines of the serial log of `python3 -m buildtools.nvidia_bootcheck` on 2026-11-26:
+# linux-image-6.1.0-56-amd64 in qemu-system-x86_64 7.2 (TCG), the 535.309.01 proprietary entry
+# built from Debian's packages (one dmesg line of each kind kept).
+SERIAL = """\
+[    1.733841] Run /init as init process
+BEE-CHECK uname 6.1.0-56-amd64
+BEE-CHECK dep-ok drm.ko
+BEE-CHECK dep-ok drm_kms_helper.ko
+BEE-CHECK dep-ok wmi.ko
+BEE-CHECK dep-ok video.ko
+BEE-CHECK insmod nvidia.ko rc=19 insmod: can't insert '/nvidia/nvidia.ko': No such device
+BEE-CHECK insmod nvidia-modeset.ko rc=2 insmod: can't insert '/nvidia/nvidia-modeset.ko': \
+unknown symbol in module, or unknown parameter
+BEE-CHECK insmod nvidia-uvm.ko rc=2 insmod: can't insert '/nvidia/nvidia-uvm.ko': unknown \
+symbol in module, or unknown parameter
+BEE-CHECK insmod nvidia-drm.ko rc=2 insmod: can't insert '/nvidia/nvidia-drm.ko': unknown \
+symbol in module, or unknown parameter
+BEE-CHECK insmod nvidia-peermem.ko rc=22 insmod: can't insert '/nvidia/nvidia-peermem.ko': \
+Invalid argument
+BEE-CHECK smi rc=9 NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA \
+driver. Make sure that the latest NVIDIA driver is installed and running.
+BEE-CHECK done
+BEE-CHECK dmesg [   22.312737] NVRM: No NVIDIA GPU found.
+BEE-CHECK dmesg [   29.792422] nvidia_modeset: Unknown symbol nvidia_register_module (err -2)
+BEE-CHECK dmesg [   30.049016] nvidia_uvm: Unknown symbol nvUvmInterfaceRegisterGpu (err -2)
+BEE-CHECK dmesg [   30.329673] nvidia-peermem nv_mem_client_init:551 ERROR module compiled \
+without IB peer memory symbols present
+"""
+MODULES = ["nvidia.ko", "nvidia-modeset.ko", "nvidia-uvm.ko", "nvidia-drm.ko", "nvidia-peermem.ko"]
+ABI = "6.1.0-56-amd64"
+# A few real exports of the kernel (from its Module.symvers) for the judge.
+KERNEL_EXPORTS = {"drm_dev_register", "__pci_register_driver", "__kmalloc"}
+
+
+def test_parse_real_serial_log() -> None:
+    result = parse_serial(SERIAL)
+    assert result.kernel == ABI
+    assert result.deps == {
+        name: "dep-ok" for name in ("drm.ko", "drm_kms_helper.ko", "wmi.ko", "video.ko")
+    }
+    assert result.insmod["nvidia.ko"] == (
+        19,
+        "insmod: can't insert '/nvidia/nvidia.ko': No such device",
     )
-    result = parse_serial(serial)
-    assert result.kernel == "6.1.0-56-amd64"
-    assert result.deps == {"drm.ko": "dep-ok", "video.ko": "dep-fail"}
-    assert result.insmod["nvidia.ko"][0] == 1
-    assert result.insmod["nvidia.ko"][1].endswith("No such device")
+    assert result.insmod["nvidia-peermem.ko"][0] == 22
     assert result.smi is not None
     assert result.smi[0] == 9
     assert result.done
-    assert unknown_symbols(result.dmesg) == {"nvUvmInterfaceDeviceCreate"}
+    assert unknown_symbols(result.dmesg) == {"nvidia_register_module", "nvUvmInterfaceRegisterGpu"}
+    assert judge(result, MODULES, ABI, KERNEL_EXPORTS) == []
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        (("BEE-CHECK done\n", ""), "did not finish"),
+        (("uname 6.1.0-56-amd64", "uname 6.1.0-55-amd64"), "booted '6.1.0-55-amd64'"),
+        (("dep-ok video.ko", "dep-fail video.ko"), "video.ko did not load"),
+        (("smi rc=9", "smi rc=12"), "nvidia-smi exit 12"),
+        (("No such device", "Exec format error"), "insmod nvidia.ko"),
+        (
+            (
+                "NVRM: No NVIDIA GPU found.",
+                "nvidia: disagrees about version of symbol module_layout",
+            ),
+            "kernel refused a module",
+        ),
+        (("nvidia_register_module", "drm_dev_register"), "kernel symbols did not resolve"),
+    ],
+)
+def test_judge_finds_each_problem(edit: tuple[str, str], problem: str) -> None:
+    result = parse_serial(SERIAL.replace(*edit))
+    problems = judge(result, MODULES, ABI, KERNEL_EXPORTS)
+    assert any(problem in line for line in problems), problems
+
+
+def test_parse_serial_edge_cases() -> None:
     assert parse_serial("").done is False
     assert parse_serial("BEE-CHECK insmod x.ko rc=?? junk").insmod["x.ko"][0] == -1
 
