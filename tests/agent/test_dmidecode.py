@@ -242,6 +242,8 @@ def test_fixtures_match_the_schemas(path):
 
 # -- properties -----------------------------------------------------------------------------
 
+MUTATIONS = st.sampled_from(["keep", "keep", "keep", "drop", "dup", "cut"])
+
 
 @settings(max_examples=150, deadline=None)
 @given(st.text(max_size=400))
@@ -279,7 +281,7 @@ def test_never_raises_on_shuffled_dmidecode_lines(parts):
 
 
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(data=st.data())
 @pytest.mark.parametrize("path", FIXTURE_FILES, ids=lambda p: p.name)
@@ -287,15 +289,17 @@ def test_never_raises_on_real_fixtures_with_lines_dropped_duplicated_or_cut(path
     lines = path.read_text().splitlines(keepends=True)
     if not lines:
         return
+    actions = data.draw(
+        st.lists(st.tuples(MUTATIONS, st.integers(0, 80)), min_size=len(lines), max_size=len(lines))
+    )
     mutated = []
-    for line in lines:
-        action = data.draw(st.sampled_from(["keep", "keep", "keep", "drop", "dup", "cut"]))
+    for line, (action, cut) in zip(lines, actions, strict=True):
         if action == "keep":
             mutated.append(line)
         elif action == "dup":
             mutated += [line, line]
         elif action == "cut":
-            mutated.append(line[: data.draw(st.integers(0, len(line)))])
+            mutated.append(line[:cut])
     assert_smbios_valid(parse("".join(mutated)))
 
 
