@@ -127,8 +127,14 @@ device_keys = st.sampled_from(
 )  # fmt: skip
 
 
-@settings(max_examples=150, deadline=None)
-@given(st.lists(st.dictionaries(device_keys, json_values | st.text(max_size=4)), max_size=4))
+leaf = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=6)
+device_values = (
+    leaf | st.lists(leaf, max_size=3) | st.lists(st.dictionaries(device_keys, leaf), max_size=2)
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.dictionaries(device_keys, device_values), max_size=3))
 def test_never_raises_on_devices_with_any_values(devices):
     parse(json.dumps({"blockdevices": devices}))
     parse(json.dumps({"blockdevices": [{"name": "sda", "children": devices}]}))

@@ -134,7 +134,7 @@ def test_never_raises_on_arbitrary_text(text):
     parse_smart_log(text)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(json_values)
 def test_never_raises_on_any_json_value(value):
     for wrapped in (value, {"critical_warning": value, "temperature": value, "ver": value}):
