@@ -25,6 +25,8 @@ from buildtools.aptrepo import (
     parse_policy_versions,
     upstream_version,
 )
+from buildtools.nvidia_kbuild import ensure_headers
+from buildtools.nvidia_steps import NvidiaError
 from buildtools.versions import parse_versions
 
 # Captured on this build host (apt 2.6.1) with the private configuration:
@@ -264,3 +266,32 @@ def test_real_apt_against_local_repository(tmp_path: Path) -> None:
 
     with pytest.raises(AptError, match="failed"):
         repo.download(["linux-image-6.1.0-57-amd64"], tmp_path / "debs")
+
+
+@needs_apt_tools
+def test_missing_kernel_headers_stop_the_nvidia_build_naming_what_the_mirror_has(
+    tmp_path: Path,
+) -> None:
+    """buildtools.nvidia_kbuild.ensure_headers against a mirror that lacks the pinned ABI."""
+    archive = _local_repo(
+        tmp_path / "archive",
+        {
+            "linux-headers-6.1.0-97-amd64": "6.1.300-1",
+            "linux-headers-6.1.0-98-amd64": "6.1.301-1",
+            "linux-headers-6.1.0-98-cloud-amd64": "6.1.301-1",
+        },
+    )
+    repo = AptRepo(
+        tmp_path / "state",
+        mirror=f"file:{archive}",
+        release="bookworm",
+        areas=("main",),
+        trusted=True,
+    )
+    with pytest.raises(NvidiaError) as caught:
+        ensure_headers("6.1.0-99-amd64", repo)
+    message = str(caught.value)
+    assert message.startswith("linux-headers-6.1.0-99-amd64 is not on file:")
+    assert "linux-headers-6.1.0-97-amd64, linux-headers-6.1.0-98-amd64;" in message
+    assert "cloud" not in message
+    assert "the newest is linux-headers-6.1.0-98-amd64 (nox -s bump_kernel)" in message
