@@ -14,6 +14,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from buildtools.aptrepo import (
     DEFAULT_AREAS,
@@ -295,3 +297,16 @@ def test_missing_kernel_headers_stop_the_nvidia_build_naming_what_the_mirror_has
     assert "linux-headers-6.1.0-97-amd64, linux-headers-6.1.0-98-amd64;" in message
     assert "cloud" not in message
     assert "the newest is linux-headers-6.1.0-98-amd64 (nox -s bump_kernel)" in message
+
+
+@given(st.text())
+def test_policy_parsers_never_raise(text: str) -> None:
+    parse_policy_candidate(text)
+    parse_policy_versions(text)
+    parse_policy_versions("  Version table:\n" + text)
+
+
+@given(st.lists(st.sampled_from(POLICY_NVIDIA_SMI.splitlines(keepends=True))))
+def test_policy_versions_on_reordered_real_lines(lines: list[str]) -> None:
+    for version in parse_policy_versions("".join(lines)):
+        assert version in ("535.309.01-0+deb12u1", "535.261.03-1")

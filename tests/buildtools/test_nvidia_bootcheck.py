@@ -10,6 +10,8 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from buildtools.nvidia_bootcheck import (
     judge,
@@ -162,3 +164,16 @@ def test_newc_archive_round_trip(tmp_path: Path) -> None:
     assert entries["bin/sh"][1] == b"busybox"
     assert entries["init"][0] & 0o777 == 0o755
     assert os.path.isdir(tmp_path / "bin")
+
+
+@given(st.text())
+def test_serial_and_modules_dep_parsers_never_raise(text: str) -> None:
+    parse_serial(text)
+    parse_serial("BEE-CHECK " + text)
+    parse_modules_dep(text)
+    unknown_symbols(text.splitlines())
+
+
+@given(st.lists(st.sampled_from(SERIAL.splitlines())))
+def test_serial_parser_on_dropped_and_repeated_real_lines(lines: list[str]) -> None:
+    parse_serial("\n".join(lines))
