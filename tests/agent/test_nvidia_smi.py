@@ -59,15 +59,25 @@ def write_capture(
     return root
 
 
-def h200_capture(root: Path, *, rc: int = 0, stdout: str | None = None) -> Path:
+def h200_capture(
+    root: Path,
+    *,
+    rc: int = 0,
+    stdout: str | None = None,
+    per_gpu: list[tuple[str, int, str]] = (),
+    extra_gpus: dict[str, str] | None = None,
+) -> Path:
+    """The H200 host; per_gpu: answers of `nvidia-smi -q -x -i BDF`; extra_gpus: BDF -> procfs."""
+    gpus = {H200_BDF: H200_PROC_INFO.read_text(), **(extra_gpus or {})}
     return write_capture(
         root,
-        [(list(nvidia_smi.ARGV), rc, H200.read_text() if stdout is None else stdout)],
+        [(list(nvidia_smi.ARGV), rc, H200.read_text() if stdout is None else stdout)]
+        + [([*nvidia_smi.ARGV, "-i", bdf], code, out) for bdf, code, out in per_gpu],
         {
             "/proc/driver/nvidia/version": H200_PROC_VERSION.read_text(),
-            f"/proc/driver/nvidia/gpus/{H200_BDF}/information": H200_PROC_INFO.read_text(),
+            **{f"/proc/driver/nvidia/gpus/{bdf}/information": text for bdf, text in gpus.items()},
         },
-        {"/proc/driver/nvidia/gpus": [H200_BDF]},
+        {"/proc/driver/nvidia/gpus": sorted(gpus)},
     )
 
 
@@ -105,9 +115,14 @@ def test_h200_is_read_in_full():
     assert gpu.mig_mode_current == "Disabled" and gpu.problems == []
 
 
-def test_h200_document_matches_the_schema():
-    errors = list(schema_validator().iter_errors(to_jsonable(parse(H200.read_text()))))
+def assert_section_valid(section: nvidia_smi.NvidiaSection) -> None:
+    errors = [f"{list(e.absolute_path)}: {e.message}" for e in schema_validator().iter_errors(
+        to_jsonable(section))]  # fmt: skip
     assert errors == []
+
+
+def test_h200_document_matches_the_schema():
+    assert_section_valid(parse(H200.read_text()))
 
 
 def test_schema_describes_every_field_of_every_model():
@@ -206,9 +221,14 @@ def test_collector_reads_the_h200_capture(tmp_path):
     assert probe.errors == []
 
 
+NO_HANDLE = "Unable to determine the device handle for GPU0000:00:07.0: Unknown Error\n"
+LOST_BDF = "0000:00:07.0"
+
+
 def test_collector_falls_back_to_procfs_when_nvidia_smi_fails(tmp_path):
-    stdout = "Unable to determine the device handle for GPU0000:00:06.0: Unknown Error\n"
-    probe = Probe(ReplayRunner(h200_capture(tmp_path, rc=15, stdout=stdout)), "nvidia")
+    stdout = "Failed to initialize NVML: Driver/library version mismatch\n"
+    capture = h200_capture(tmp_path, rc=18, stdout=stdout, per_gpu=[(H200_BDF, 18, stdout)])
+    probe = Probe(ReplayRunner(capture), "nvidia")
     section = nvidia_smi.collect(probe)
     assert section is not None and section.source == "procfs"
     assert section.driver_version == "580.159.04"
@@ -220,7 +240,44 @@ def test_collector_falls_back_to_procfs_when_nvidia_smi_fails(tmp_path):
         H200_BDF,
         0,
     )
-    assert probe.errors[0].startswith("nvidia-smi -q -x: exit 15")
+    # Every GPU failed alike: a tool problem, recorded as errors, not blamed on the GPU.
+    assert gpu.problems == []
+    assert probe.errors == [
+        "nvidia-smi -q -x: exit 18: Failed to initialize NVML: Driver/library version mismatch",
+        "nvidia-smi -q -x -i 0000:00:06.0: exit 18: Failed to initialize NVML: "
+        "Driver/library version mismatch",
+    ]
+
+
+def test_a_gpu_that_fell_off_the_bus_does_not_blank_the_others(tmp_path):
+    lost_info = H200_PROC_INFO.read_text().replace(H200_BDF, LOST_BDF)
+    lost_info = lost_info.replace("GPU-748cab2e", "GPU-0bad0bad").replace(
+        "Minor: \t 0", "Minor: \t 1"
+    )
+    capture = h200_capture(
+        tmp_path,
+        rc=15,
+        stdout=NO_HANDLE,
+        per_gpu=[(H200_BDF, 0, H200.read_text()), (LOST_BDF, 15, NO_HANDLE)],
+        extra_gpus={LOST_BDF: lost_info},
+    )
+    probe = Probe(ReplayRunner(capture), "nvidia")
+    section = nvidia_smi.collect(probe)
+    assert section.source == "nvidia-smi per GPU" and section.cuda_version == "13.0"
+    healthy, lost = section.gpus
+    assert healthy.serial == "1653824161852" and healthy.memory_total_mib == 143771
+    assert (lost.pci_address, lost.uuid, lost.serial) == (
+        LOST_BDF,
+        "GPU-0bad0bad-6b52-16fa-e39b-eb8c7dd7f5be",
+        None,
+    )
+    assert lost.problems == [
+        "nvidia-smi cannot read this GPU (nvidia-smi -q -x -i 0000:00:07.0: exit 15: "
+        "Unable to determine the device handle for GPU0000:00:07.0: Unknown Error)"
+    ]
+    found = nvidia_smi.findings({"nvidia": section, "pcie": None})
+    assert [(f.severity, f.subject) for f in found] == [("critical", lost.uuid)]
+    assert_section_valid(section)
 
 
 def test_collector_takes_a_hung_nvidia_smi_as_a_timeout_and_falls_back(tmp_path):

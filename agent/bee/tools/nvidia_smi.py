@@ -7,8 +7,10 @@ Missing values read `N/A`, `[N/A]`, `[Not Supported]`; a GPU in trouble shows
 `[GPU requires reset]`, `[Unknown Error]` or `[GPU is lost]` in its fields. When the whole
 document does not parse (cut short, an error printed in the middle), each complete `<gpu>`
 element is parsed on its own, so one GPU that fell off the bus does not blank the others.
-When nvidia-smi yields no GPU at all, /proc/driver/nvidia/gpus/<bdf>/information still gives
-model, UUID, VBIOS and bus location.
+When nvidia-smi yields no GPU at all, it is asked again per GPU (`nvidia-smi -q -x -i <bdf>`,
+bus ids from /proc/driver/nvidia/gpus), so the healthy GPUs still answer in full; a GPU that does
+not answer keeps what /proc/driver/nvidia/gpus/<bdf>/information gives (model, UUID, VBIOS, bus
+location) and, when others did answer, a problem entry.
 
 `findings` reconciles with the pcie section: an NVIDIA display or 3D controller on the bus that
 nvidia-smi does not report is a finding.
@@ -18,16 +20,17 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bee.findings import Finding
 from bee.probe import Probe
-from bee.runner import first_line
+from bee.runner import CommandResult, first_line
 
 ARGV = ("nvidia-smi", "-q", "-x")
 # Without persistence mode every call initialises each GPU (~1.5 s per GPU); 8-16 GPUs fit.
 TIMEOUT_S = 60.0
+PER_GPU_TIMEOUT_S = 20.0
 PROC_VERSION = "/proc/driver/nvidia/version"
 PROC_GPUS = "/proc/driver/nvidia/gpus"
 NVIDIA_VENDOR_ID = "10de"
@@ -88,7 +91,7 @@ class Gpu:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NvidiaSection:
-    source: str  # nvidia-smi | procfs
+    source: str  # nvidia-smi | nvidia-smi per GPU | procfs
     driver_version: str | None
     cuda_version: str | None
     attached_gpus: int | None  # what nvidia-smi says is attached; may exceed len(gpus)
@@ -411,18 +414,53 @@ def driver_version_from_proc(text: str | None) -> str | None:
 # -- collect ------------------------------------------------------------------------------
 
 
-def _from_procfs(probe: Probe, driver: str | None, errors: list[str]) -> NvidiaSection:
-    gpus = []
+def _failure(result: CommandResult) -> str:
+    """One line for a failed nvidia-smi call; never quotes the XML it may have printed."""
+    if result.timed_out or result.error or result.not_found:
+        return result.describe_failure()
+    detail = first_line(result.stderr) or (
+        "" if "<nvidia_smi_log" in result.stdout else first_line(result.stdout)
+    )
+    suffix = f": {detail}" if detail else ""
+    return f"{' '.join(result.argv)}: exit {result.returncode}{suffix}"
+
+
+def _per_gpu(probe: Probe, driver: str | None, errors: list[str], *, ask: bool) -> NvidiaSection:
+    """The whole call gave no GPU: ask nvidia-smi about each GPU the driver knows, by bus id.
+
+    A GPU that fell off the bus breaks `nvidia-smi -q -x` for all; asked one by one, the
+    healthy GPUs answer in full. Those that do not keep what /proc/driver/nvidia knows.
+    """
+    gpus: list[Gpu] = []
+    failed: dict[int, str] = {}
+    header: NvidiaSection | None = None
     for entry in sorted(probe.list_dir(PROC_GPUS) or []):
         text = probe.read_text(f"{PROC_GPUS}/{entry}/information")
-        if text:
-            gpus.append(parse_proc_information(text, len(gpus)))
+        gpu = parse_proc_information(text, len(gpus)) if text else None
+        if ask:
+            result = probe.run((*ARGV, "-i", entry), timeout_s=PER_GPU_TIMEOUT_S, check=False)
+            one = parse(result.stdout) if result.stdout.strip() else None
+            if one is not None and one.gpus:
+                gpu, header = replace(one.gpus[0], index=len(gpus)), header or one
+            else:
+                message = _failure(result)
+                errors.append(message)
+                probe.error(message)
+                failed[len(gpus)] = message
+        if gpu is not None:
+            gpus.append(gpu)
+    if header is not None:
+        # Others answered, so these GPUs themselves are in trouble, not the tool.
+        for index, message in failed.items():
+            if index < len(gpus):
+                problem = f"nvidia-smi cannot read this GPU ({message})"
+                gpus[index] = replace(gpus[index], problems=[*gpus[index].problems, problem])
     return NvidiaSection(
-        source="procfs",
-        driver_version=driver,
-        cuda_version=None,
+        source="nvidia-smi per GPU" if header is not None else "procfs",
+        driver_version=(header.driver_version if header else None) or driver,
+        cuda_version=header.cuda_version if header else None,
         attached_gpus=None,
-        dtd_version=None,
+        dtd_version=header.dtd_version if header else None,
         gpus=gpus,
         errors=errors,
     )
@@ -437,23 +475,17 @@ def collect(probe: Probe) -> NvidiaSection | None:
     result = probe.run(ARGV, timeout_s=TIMEOUT_S, check=False)
     if result.not_found:
         return None
-    errors: list[str] = []
-    if result.timed_out or result.error:
-        errors.append(result.describe_failure())
-    elif result.returncode != 0:
-        # stdout is the XML (or nvidia-smi's own complaint when there is no XML).
-        detail = first_line(result.stderr) or (
-            "" if "<nvidia_smi_log" in result.stdout else first_line(result.stdout)
-        )
-        suffix = f": {detail}" if detail else ""
-        errors.append(f"{' '.join(ARGV)}: exit {result.returncode}{suffix}")
-    section = parse(result.stdout) if result.stdout.strip() else None
+    errors: list[str] = [] if result.ok else [_failure(result)]
+    # A failed call that printed no XML has said why in _failure; parsing adds nothing.
+    has_xml = result.ok or "<nvidia_smi_log" in result.stdout
+    section = parse(result.stdout) if result.stdout.strip() and has_xml else None
     if section is not None:
         errors.extend(section.errors)
     for message in errors:
         probe.error(message)
     if section is None or not section.gpus:
-        return _from_procfs(probe, driver, errors)
+        # After a hang, asking again per GPU would only hang again: procfs alone then.
+        return _per_gpu(probe, driver, errors, ask=not result.timed_out)
     return NvidiaSection(
         source=section.source,
         driver_version=section.driver_version or driver,
