@@ -478,14 +478,16 @@ def build(options: Options, progress: Progress) -> Path:
         }
         run_logged(["lb", "config"], progress, cwd=workdir, env=env)
         check_hooks(workdir)
-        stage = {"name": "", "started": time.monotonic()}
+        lb_started = time.monotonic()
+        seen: set[str] = set()
 
         def on_line(line: str) -> None:
+            # Stages interleave (chroot_* scripts call bootstrap_cache): name each once.
             match = _LB_SCRIPT.match(line)
-            if match and match.group(1) != stage["name"]:
-                stage["name"] = match.group(1)
-                took = time.monotonic() - stage["started"]
-                print(f"      lb {stage['name']} (at +{took:.0f}s)", flush=True)
+            if match and match.group(1) not in seen:
+                seen.add(match.group(1))
+                took = time.monotonic() - lb_started
+                print(f"      lb {match.group(1)} (at +{took:.0f}s)", flush=True)
 
         run_logged(["lb", "build"], progress, cwd=workdir, env=env, on_line=on_line)
         kernels = kernels_in(workdir / "binary" / "live")
