@@ -223,6 +223,9 @@ def test_collector_reads_the_h200_capture(tmp_path):
 
 NO_HANDLE = "Unable to determine the device handle for GPU0000:00:07.0: Unknown Error\n"
 LOST_BDF = "0000:00:07.0"
+# `nvidia-smi -q -x -i <bus id>` on the H200 machines: one GPU, and a bus id with no GPU (exit 6).
+H200_BY_BDF = FIXTURES / "nvidia-smi" / "h200-firecracker-580-i-bdf.xml"
+NO_DEVICE = (FIXTURES / "nvidia-smi" / "h200-firecracker-580-i-absent-bdf.stdout").read_text()
 
 
 def test_collector_falls_back_to_procfs_when_nvidia_smi_fails(tmp_path):
@@ -258,22 +261,22 @@ def test_a_gpu_that_fell_off_the_bus_does_not_blank_the_others(tmp_path):
         tmp_path,
         rc=15,
         stdout=NO_HANDLE,
-        per_gpu=[(H200_BDF, 0, H200.read_text()), (LOST_BDF, 15, NO_HANDLE)],
+        per_gpu=[(H200_BDF, 0, H200_BY_BDF.read_text()), (LOST_BDF, 6, NO_DEVICE)],
         extra_gpus={LOST_BDF: lost_info},
     )
     probe = Probe(ReplayRunner(capture), "nvidia")
     section = nvidia_smi.collect(probe)
     assert section.source == "nvidia-smi per GPU" and section.cuda_version == "13.0"
     healthy, lost = section.gpus
-    assert healthy.serial == "1653824161852" and healthy.memory_total_mib == 143771
+    assert healthy.serial == "1653724032862" and healthy.memory_total_mib == 143771
     assert (lost.pci_address, lost.uuid, lost.serial) == (
         LOST_BDF,
         "GPU-0bad0bad-6b52-16fa-e39b-eb8c7dd7f5be",
         None,
     )
     assert lost.problems == [
-        "nvidia-smi cannot read this GPU (nvidia-smi -q -x -i 0000:00:07.0: exit 15: "
-        "Unable to determine the device handle for GPU0000:00:07.0: Unknown Error)"
+        "nvidia-smi cannot read this GPU (nvidia-smi -q -x -i 0000:00:07.0: exit 6: "
+        "No devices were found)"
     ]
     found = nvidia_smi.findings({"nvidia": section, "pcie": None})
     assert [(f.severity, f.subject) for f in found] == [("critical", lost.uuid)]
