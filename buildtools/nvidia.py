@@ -226,7 +226,8 @@ def work_dir(dist_dir: Path) -> Iterator[Path]:
 
 
 def _size_mib(path: Path) -> float:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / (1 << 20)
+    files = [p for p in path.rglob("*") if p.is_file() and not p.is_symlink()]
+    return sum(p.stat().st_size for p in files) / (1 << 20)
 
 
 def _raise_interrupt(signum: int, _frame: object) -> None:
