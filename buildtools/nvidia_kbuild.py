@@ -192,11 +192,15 @@ def check_modules(
 
 
 def find_unique(root: Path, name: str, *, elf: bool = True) -> Path | None:
-    """The one regular file called `name` under `root` (ELF only if asked); None if absent."""
+    """The one regular file called `name` under `root`; None if absent.
+
+    With `elf`, only x86-64 ELF files count: a wrapper script is not the binary, and the .run
+    installer also carries 32-bit copies of the libraries under 32/.
+    """
     found = [
         path
         for path in root.rglob(name)
-        if path.is_file() and not path.is_symlink() and (not elf or is_elf(path))
+        if path.is_file() and not path.is_symlink() and (not elf or is_elf_x86_64(path))
     ]
     if len(found) > 1:
         listed = ", ".join(str(path.relative_to(root)) for path in sorted(found))
@@ -207,6 +211,19 @@ def find_unique(root: Path, name: str, *, elf: bool = True) -> Path | None:
 def is_elf(path: Path) -> bool:
     with path.open("rb") as handle:
         return handle.read(4) == ELF_MAGIC
+
+
+def is_elf_x86_64(path: Path) -> bool:
+    """ELF, 64-bit class (e_ident[EI_CLASS] == 2), little endian, e_machine EM_X86_64 (62)."""
+    with path.open("rb") as handle:
+        header = handle.read(20)
+    return (
+        len(header) == 20
+        and header[:4] == ELF_MAGIC
+        and header[4] == 2
+        and header[5] == 1
+        and int.from_bytes(header[18:20], "little") == 62
+    )
 
 
 def carries_version(path: Path, version: str) -> bool:

@@ -194,6 +194,31 @@ def test_module_order_is_insmod_order() -> None:
     assert kbuild.order_modules(["zz.ko", "nvidia.ko", "aa.ko"]) == ["nvidia.ko", "aa.ko", "zz.ko"]
 
 
+def _elf_header(ei_class: int, machine: int) -> bytes:
+    # e_ident: magic, class, data=1 (little endian), version=1, padding; e_type=2, e_machine.
+    return (
+        b"\x7fELF"
+        + bytes([ei_class, 1, 1])
+        + bytes(9)
+        + (2).to_bytes(2, "little")
+        + (machine.to_bytes(2, "little"))
+    )
+
+
+def test_32_bit_copies_from_the_installer_are_not_picked(tmp_path: Path) -> None:
+    (tmp_path / "32").mkdir()
+    (tmp_path / "32" / "libcuda.so.1.2.3").write_bytes(_elf_header(1, 3) + b"1.2.3")
+    lib64 = tmp_path / "libcuda.so.1.2.3"
+    lib64.write_bytes(_elf_header(2, 62) + b"1.2.3")
+    assert kbuild.find_unique(tmp_path, "libcuda.so.1.2.3") == lib64
+    assert kbuild.is_elf(tmp_path / "32" / "libcuda.so.1.2.3")
+    assert not kbuild.is_elf_x86_64(tmp_path / "32" / "libcuda.so.1.2.3")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "libcuda.so.1.2.3").write_bytes(_elf_header(2, 62))
+    with pytest.raises(NvidiaError, match=r"more than one libcuda\.so\.1\.2\.3"):
+        kbuild.find_unique(tmp_path, "libcuda.so.1.2.3")
+
+
 def test_elf_and_version_checks(tmp_path: Path) -> None:
     script = tmp_path / "nvidia-smi"
     script.write_text('#!/bin/sh\nexec /usr/lib/nvidia/current/nvidia-smi 535.309.01 "$@"\n')
