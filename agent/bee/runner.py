@@ -252,6 +252,8 @@ class SystemRunner:
                 returncode = proc.wait(timeout=max(0.0, until - time.monotonic()))
             except subprocess.TimeoutExpired:
                 timed_out = True
+        if not timed_out and self._aborted and (returncode is None or returncode < 0):
+            timed_out = True  # killed by abort() at the deadline before this loop noticed
         if timed_out:
             returncode, error = _stop(proc)
         for stream in (proc.stdout, proc.stderr):
