@@ -372,9 +372,13 @@ def machine_args(
         for word in boot.append.split()
         if word not in ("quiet", "splash") and not word.startswith("console=")
     )
-    # show_status=1: systemd prints every unit it starts on the console, even late ones such as
-    # ssh.service after host key generation, so the serial log tells what came up and when.
-    append = f"{append} console=ttyS0,115200n8 systemd.show_status=1".strip()
+    # show_status=1: systemd prints the units it starts on the console (until the serial getty
+    # takes the console); forward_to_console: the journal too, so the serial log shows
+    # "sshd[N]: Server listening on 0.0.0.0 port 22." even on a boot nobody can log into.
+    append = (
+        f"{append} console=ttyS0,115200n8 systemd.show_status=1 "
+        "systemd.journald.forward_to_console=1"
+    ).strip()
     return [
         QEMU,
         "-name",

@@ -50,7 +50,11 @@ def parse_ipmitool_fru(text: str) -> dict[int, dict[str, str]]:
 
 
 def check_ipmitool_fru(text: str, hw: Hardware) -> list[CheckResult]:
-    """The real ipmitool, in the guest, decodes every FRU device buildtools.fru wrote."""
+    """The real ipmitool, in the guest, decodes every FRU device buildtools.fru wrote.
+
+    text is `ipmitool -v fru print`: ipmitool 1.8.19 prints multirecords (the Power Supply
+    Information record and its capacity) only when verbose.
+    """
     decoded = parse_ipmitool_fru(text)
     results: list[CheckResult] = []
     for device in hw.fru_devices:
@@ -80,6 +84,9 @@ def check_ipmitool_fru(text: str, hw: Hardware) -> list[CheckResult]:
                 "Chassis Part Number": device.chassis.part,
                 "Chassis Serial": device.chassis.serial,
             }
+        if device.power_supply:
+            # "  Capacity                   : 2200 W" under " Power Supply Record" (-v only)
+            want["Capacity"] = f"{device.power_supply.capacity_w} W"
         wrong = [f"{k}: got {got.get(k)!r}, want {v!r}" for k, v in want.items() if got.get(k) != v]
         if device.board and "Board Mfg Date" not in got:
             wrong.append("no Board Mfg Date")
@@ -137,10 +144,11 @@ def strip_ansi(text: str) -> str:
 
 
 # Serial-console lines that show, without any network, that sshd and the audit ran:
-#   "[  OK  ] Started ssh.service - OpenBSD Secure Shell server."
+#   "[  312.1] sshd[1012]: Server listening on 0.0.0.0 port 22."  (journal forwarded)
+#   "[  OK  ] Started ssh.service - OpenBSD Secure Shell server."  (systemd status)
 #   "===== bee audit (exit 0, 41s): /var/log/bee-audit.json ====="  (bee-audit-boot)
 SERIAL_MARKERS: dict[str, re.Pattern[str]] = {
-    "sshd": re.compile(r"Started (?:ssh\.service|.*OpenBSD Secure Shell server)"),
+    "sshd": re.compile(r"sshd\[\d+\]: Server listening on|Started ssh\.service"),
     "audit": re.compile(r"===== bee audit \(exit (\d+)"),
 }
 
@@ -278,6 +286,8 @@ def check_storage(document: dict[str, Any], hw: Hardware) -> list[CheckResult]:
         results.append(_equal(f"{label} size", got.get("size_bytes"), disk.size_bytes))
         if disk.bus == "nvme":
             results += _check_nvme_health(label, got)
+        elif disk.bus == "sata":  # QEMU's ATA disk answers SMART: smartctl says PASSED
+            results.append(_equal(f"{label} health verdict", _get(got, "health", "verdict"), "ok"))
     return results
 
 

@@ -10,8 +10,8 @@ buildtools/qemu.py); the BMC's FRU and SDR images come from buildtools/fru.py.
 Boots:
   1. both NICs on QEMU user networking (SSH forwarded on 127.0.0.1 only): wait for SSH with a
      real `ssh -o BatchMode=yes`, wait for bee-audit.service, run iso/builder/smoketest.sh as
-     an operator would, copy back the audit, the journal and `ipmitool fru`, check the audit
-     against the hardware description (buildtools/vm_checks.py).
+     an operator would, copy back the audit, the journal and `ipmitool -v fru print`, check
+     the audit against the hardware description (buildtools/vm_checks.py).
   2. again, with the second NIC on an empty network where no DHCP answers: SSH still comes up,
      the second NIC has no IPv4 address, and the SSH host keys differ from boot 1.
   3. no NIC has DHCP (every NIC on an empty network): the serial console must show sshd started
@@ -328,7 +328,7 @@ def boot_full(ctx: Context) -> tuple[BootReport, set[str]]:
         audit_path = ctx.run_dir / "bee-audit.json"
         fetch(ssh, "cat /var/log/bee-audit.json", audit_path)
         fetch(ssh, "journalctl -b --no-pager -o short-precise", ctx.run_dir / "journal.txt")
-        fetch(ssh, "ipmitool fru", ctx.run_dir / "ipmitool-fru.txt")
+        fetch(ssh, "ipmitool -v fru print", ctx.run_dir / "ipmitool-v-fru-print.txt")
         if ctx.guest_capture_dir is not None:
             for note in guest_capture(ssh, ctx.guest_capture_dir):
                 print(f"vm_test: guest capture: {note}", flush=True)
@@ -340,7 +340,7 @@ def boot_full(ctx: Context) -> tuple[BootReport, set[str]]:
         document = None
     if isinstance(document, dict):
         report.checks += [Check(*c) for c in vm_checks.check_audit(document, ctx.hw)]
-    fru_text = (ctx.run_dir / "ipmitool-fru.txt").read_text(errors="replace")
+    fru_text = (ctx.run_dir / "ipmitool-v-fru-print.txt").read_text(errors="replace")
     report.checks += [Check(*c) for c in vm_checks.check_ipmitool_fru(fru_text, ctx.hw)]
     return report, known_host_keys(ssh.known_hosts)
 
@@ -482,6 +482,8 @@ def run(args: argparse.Namespace) -> int:
         failed = BootReport(name=f"boot{len(boots) + 1}", accel=accel.why)
         failed.checks.append(Check("boot", False, str(exc)))
         boots.append(failed)
+    for name in ("vmlinuz", "initrd.img"):  # copies out of the ISO, ~60 MB per run
+        (run_dir / "boot" / name).unlink(missing_ok=True)
     text = render_report(boots, time.monotonic() - started, run_dir)
     (run_dir / "report.txt").write_text(text)
     (run_dir / "report.json").write_text(

@@ -176,8 +176,9 @@ def test_bmc_and_kernel_arguments(tmp_path: Path) -> None:
     assert bmc + f"sdrfile={tmp_path / 'sdr.bin'}" in devices
     assert "isa-ipmi-kcs,bmc=bmc0" in devices
     (append,) = values(argv, "-append")
-    assert (
-        append == "boot=live components hostname=bee console=ttyS0,115200n8 systemd.show_status=1"
+    assert append == (
+        "boot=live components hostname=bee console=ttyS0,115200n8 systemd.show_status=1 "
+        "systemd.journald.forward_to_console=1"
     )
     assert values(argv, "-serial") == [f"file:{tmp_path / 'serial.log'}"]
 
