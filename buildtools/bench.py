@@ -482,7 +482,9 @@ def iso_report(dist: Path, previous: dict[str, Any] | None) -> dict[str, Any]:
         if isinstance(build, dict) and build.get("key") and build.get("finished"):
             builds[build["key"]] = build
     current = []
-    for log in sorted(dist.glob("**/build-iso*.log")):
+    # Not recursive: dist/lb-work/chroot may hold a mounted /proc while a build runs.
+    logs = [*dist.glob("build-iso*.log"), *dist.glob("*/build-iso*.log")]
+    for log in sorted(p for p in logs if p.is_file()):
         parsed = parse_build_log(log.read_text(encoding="utf-8", errors="replace"))
         if not parsed["steps"]:
             continue
