@@ -60,3 +60,9 @@ def vm_test(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmark the audit on a synthetic big GPU server; prints a table, writes dist/bench.json."""
     session.run("python", "-m", "buildtools.bench", *session.posargs)
+
+
+@nox.session(venv_backend="none", default=False)
+def nvidia_bootcheck(session: nox.Session) -> None:
+    """Boot the pinned Debian kernel in QEMU and insmod the built NVIDIA modules (no GPU)."""
+    session.run("python3", "-m", "buildtools.nvidia_bootcheck", *session.posargs, external=True)
