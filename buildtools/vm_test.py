@@ -426,8 +426,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--iso", type=Path, help="an image built elsewhere (needs --ssh-key)")
     parser.add_argument("--ssh-key", type=Path, help="private key the --iso image trusts")
-    parser.add_argument("--hardware", type=Path, default=qemu.HARDWARE_FILE, metavar="TOML")
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "dist", metavar="DIR")
+    parser.add_argument(
+        "--hardware",
+        type=Path,
+        default=qemu.HARDWARE_FILE,
+        metavar="TOML",
+        help="the emulated machine (default tests/vm/hardware.toml)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=REPO_ROOT / "dist",
+        metavar="DIR",
+        help="where vm-test-<timestamp>/ goes (default dist/)",
+    )
     parser.add_argument("--no-nvidia", action="store_true", help="build the image without NVIDIA")
     parser.add_argument(
         "--guest-capture",
@@ -444,15 +456,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
-    check_host_tools()
+    if args.iso is not None:
+        for path in (args.iso, args.ssh_key):
+            if not path.is_file():
+                raise VmTestError(f"{path} does not exist")
     hw = qemu.load_hardware(args.hardware)
+    check_host_tools()
     run_dir = (args.out / f"vm-test-{timestamp()}").resolve()
     run_dir.mkdir(parents=True)
     if args.iso is not None:
         iso, key = args.iso.resolve(), args.ssh_key.resolve()
-        for path in (iso, key):
-            if not path.is_file():
-                raise VmTestError(f"{path} does not exist")
     else:
         key = make_throwaway_key(run_dir)
         iso = build_image(key, (args.out / "vm-test-image").resolve(), no_nvidia=args.no_nvidia)
