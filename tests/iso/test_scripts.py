@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -64,3 +65,38 @@ def test_bee_nvidia_has_gpu_matches_the_pci_bus() -> None:
     """The ExecCondition: exit 0 with an NVIDIA display controller, 1 (skip) without."""
     result = run_script("has-gpu")
     assert result.returncode == (0 if host_has_nvidia_gpu() else 1)
+
+
+def built_nvidia_modules() -> Path | None:
+    """modules/ of a buildtools/nvidia.py cache entry in dist/, if one was built here."""
+    found = sorted((REPO / "dist").glob("nvidia-*/modules/nvidia.ko"))
+    return found[-1].parent if found else None
+
+
+def test_bee_nvidia_refuses_modules_for_another_kernel() -> None:
+    """The version-mismatch report, with real modules; never reaches insmod (vermagic first)."""
+    modules = built_nvidia_modules()
+    if modules is None or shutil.which("modinfo") is None:
+        pytest.skip("needs modinfo and NVIDIA modules in dist/ (nox -s nvidia_modules)")
+    vermagic = subprocess.run(
+        ["modinfo", "-F", "vermagic", str(modules / "nvidia.ko")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()[0]
+    running = os.uname().release
+    if vermagic == running or Path("/sys/module/nvidia").exists():
+        pytest.skip("this host could load these modules: not trying")
+    result = subprocess.run(
+        ["sh", str(OVERLAY / "usr/local/lib/bee/bee-nvidia"), "load"],
+        env={**os.environ, "BEE_NVIDIA_DIR": str(modules)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert (
+        f"FAILED: nvidia: built for kernel '{vermagic}', running {running}: version mismatch"
+        in result.stderr
+    )
