@@ -222,3 +222,25 @@ def test_motd_reports_the_audit(
     finally:
         shutil.rmtree(run_bee, ignore_errors=True)
         audit.unlink(missing_ok=True)
+
+
+def test_nvidia_payload_matches_the_kernel(image_root: Path) -> None:
+    values = release(image_root)
+    if values["NVIDIA_DRIVER_VERSION"] == "none":
+        pytest.skip("this image was built with --no-nvidia")
+    abi = values["DEBIAN_KERNEL_ABI"]
+    modules = sorted((image_root / "usr/local/lib/nvidia").glob("*.ko"))
+    assert {path.name for path in modules} >= {"nvidia.ko", "nvidia-modeset.ko", "nvidia-uvm.ko"}
+    for module in modules:
+        inside = f"/usr/local/lib/nvidia/{module.name}"
+        vermagic = chroot(image_root, "modinfo", "-F", "vermagic", inside).stdout.split()
+        assert vermagic[:1] == [abi], module.name
+    driver = values["NVIDIA_DRIVER_VERSION"]
+    for library in ("libnvidia-ml.so.1", "libcuda.so.1"):
+        link = image_root / "usr/lib" / library
+        assert link.is_symlink() and link.resolve().name.endswith(driver), library
+    assert list((image_root / "usr/local/lib/nvidia/firmware/nvidia" / driver).glob("gsp_*.bin"))
+    # No driver in a chroot: nvidia-smi must say so, not fail to find its library.
+    smi = chroot(image_root, "nvidia-smi", "-L")
+    assert smi.returncode != 0
+    assert "couldn't communicate with the NVIDIA driver" in smi.stdout + smi.stderr
