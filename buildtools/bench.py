@@ -425,6 +425,8 @@ def measure_startup(runs: int) -> dict[str, Any]:
 _STEP = re.compile(r"^\[(\d+)/(\d+)\] (.+?) \((\d+(?:\.\d+)?)s\)(?:: (.*))?$")
 _CHECKS = re.compile(r"^checks passed \((\d+(?:\.\d+)?)s\)")
 _LB_TIME = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\] lb ")
+# buildtools/nvidia.py's first progress line: "      nvidia: cache: hit /dist/nvidia-..." / "miss"
+_NVIDIA_CACHE = re.compile(r"^\s+\S+: cache: (hit|miss)\b")
 
 
 def parse_build_log(text: str) -> dict[str, Any]:
@@ -444,6 +446,12 @@ def parse_build_log(text: str) -> dict[str, Any]:
                 }
             )
     stamps = [m.group(1) for line in text.splitlines() if (m := _LB_TIME.match(line))]
+    nvidia = "unknown"
+    for line in text.splitlines():
+        if match := _NVIDIA_CACHE.match(line):
+            nvidia = "from cache" if match.group(1) == "hit" else "built"
+    if any(s["step"] == 6 and "skipped" in s["note"] for s in steps):
+        nvidia = "skipped"
     total = sum(s["seconds"] for s in steps)
     last = max((s["step"] for s in steps), default=0)
     total_steps = _total_steps(text)
@@ -458,6 +466,7 @@ def parse_build_log(text: str) -> dict[str, Any]:
         "bootstrap": "ran debootstrap"
         if "I: Base system installed successfully" in text
         else ("from cache" if stamps else "unknown"),
+        "nvidia": nvidia,
         "lb_started": stamps[0] if stamps else None,
     }
 
@@ -498,8 +507,12 @@ def iso_report(dist: Path, previous: dict[str, Any] | None) -> dict[str, Any]:
             current.append(entry)
     ordered = sorted(builds.values(), key=lambda b: b["key"]) + current
     done = [b for b in ordered if b["finished"]]
-    clean = [b for b in done if b["bootstrap"] == "ran debootstrap"]
-    repeated = [b for b in done if b["bootstrap"] == "from cache"]
+    # Clean: nothing from a cache (debootstrap ran, NVIDIA built or not wanted). Repeated:
+    # everything from a cache. Builds in between are listed, not summarised.
+    clean = [
+        b for b in done if b["bootstrap"] == "ran debootstrap" and b.get("nvidia") != "from cache"
+    ]
+    repeated = [b for b in done if b["bootstrap"] == "from cache" and b.get("nvidia") != "built"]
     return {
         "images": images,
         "builds": ordered,
@@ -631,9 +644,11 @@ def format_table(results: dict[str, Any]) -> str:
             out.append(f"  {image['path']}: {image['mib']:.1f} MiB, built {image['built']}")
         for build in iso["builds"]:
             state = "finished" if build["finished"] else f"stopped after step {build['last_step']}"
+            started = build.get("lb_started") or build.get("at")
             out.append(
-                f"  build {build['key']}: {build['total_s']:.1f} s, {state},"
-                f" bootstrap {build['bootstrap']} ({build['log']})"
+                f"  build {started}: {build['total_s']:.1f} s, {state},"
+                f" bootstrap {build['bootstrap']}, NVIDIA {build.get('nvidia', 'unknown')}"
+                f" ({build['log']})"
             )
         out.append(
             f"  clean build {_s(iso['clean_build_s'], 1)} s,"

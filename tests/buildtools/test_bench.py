@@ -224,6 +224,10 @@ def _write_build_log(path: Path, steps: int, debootstrap: bool, lb_at: str) -> N
     progress.say("checks passed (1.0s): kernel")
     for number in range(1, steps + 1):
         with progress.step(number, f"step {number}"):
+            if number == 6:  # as buildtools/nvidia.py reports its cache through the progress
+                progress.say(
+                    f"      nvidia: cache: {'miss: no entry' if debootstrap else 'hit /x'}"
+                )
             if number == 8:
                 progress.write(f"[{lb_at}] lb build \n")
                 if debootstrap:
@@ -243,6 +247,7 @@ def test_finished_builds_are_remembered_across_overwritten_logs(tmp_path):
     _write_build_log(log, 9, debootstrap=False, lb_at="2026-11-26 02:00:00")  # overwrites the log
     second = bench.iso_report(dist, first)
     assert [b["bootstrap"] for b in second["builds"]] == ["ran debootstrap", "from cache"]
+    assert [b["nvidia"] for b in second["builds"]] == ["built", "from cache"]
     assert second["clean_build_s"] is not None and second["repeated_build_s"] is not None
     _write_build_log(log, 5, debootstrap=False, lb_at="2026-11-26 03:00:00")  # still running
     third = bench.iso_report(dist, second)
