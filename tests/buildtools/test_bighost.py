@@ -128,13 +128,14 @@ def test_hand_written_fixtures_lose_to_captured_ones(tmp_path):
 # -- the whole host, through the agent -----------------------------------------------------------
 
 
-def test_big_host_replays_to_the_requested_counts(big_host):
+def test_big_host_replays_to_the_requested_counts(big_host, validate_document):
     out, shape = big_host
     document = bighost.replay(out)
     assert bighost.problems(out, shape, document) == []
     assert asdict(bighost.count(document)) == asdict(bighost.expected_counts(shape))
     assert document["errors"] == []
     assert all(c["status"] == "ok" for c in document["collectors"].values())
+    validate_document(document)  # the big host's document is a valid bee document
 
 
 def test_generation_is_deterministic(big_host, tmp_path):
