@@ -139,6 +139,7 @@ def run_logged(
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Options:
+    versions: Versions
     authorized_keys: Path | None
     vendor_dir: Path
     vendor_dir_given: bool
@@ -346,6 +347,7 @@ def parse_args(argv: list[str] | None) -> Options:
     if args.boot_timeout < 1:
         parser.error("--boot-timeout must be at least 1 second")
     return Options(
+        versions=versions,
         authorized_keys=args.authorized_keys,
         vendor_dir=args.vendor_dir or staging.VENDOR_DIR,
         vendor_dir_given=args.vendor_dir is not None,
@@ -369,7 +371,7 @@ def _versions_or_exit(parser: argparse.ArgumentParser) -> Versions:
 
 
 def build(options: Options, progress: Progress) -> Path:
-    versions = load_versions()
+    versions = options.versions
     abi = versions.kernel_abi
     split_abi(abi)
     dist = options.out
