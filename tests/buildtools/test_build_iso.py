@@ -146,7 +146,7 @@ def test_builder_config_pins_one_kernel_and_the_mirrors() -> None:
         '--mirror-bootstrap "${MIRROR}"',
         '--chroot-squashfs-compression-type "${SQUASHFS}"',
         "--apt-recommends false",
-        "console=ttyS0,115200 console=tty1",
+        "noautologin console=ttyS0,115200 console=tty1",
     ):
         assert option in auto
     hook = (build_iso.BUILDER_DIR / "config/hooks/normal/9000-bee-image.hook.chroot").read_text()

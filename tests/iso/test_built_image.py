@@ -244,3 +244,9 @@ def test_nvidia_payload_matches_the_kernel(image_root: Path) -> None:
     smi = chroot(image_root, "nvidia-smi", "-L")
     assert smi.returncode != 0
     assert "couldn't communicate with the NVIDIA driver" in smi.stdout + smi.stderr
+
+
+def test_no_getty_autologin_as_a_missing_user(image_root: Path) -> None:
+    """live-config's getty generator would autologin tty1-6 as `user`, which does not exist."""
+    generator = image_root / "etc/systemd/system-generators/live-config-getty-generator"
+    assert generator.is_symlink() and os.readlink(generator) == "/dev/null"
