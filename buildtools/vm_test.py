@@ -28,6 +28,7 @@ import argparse
 import json
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -359,10 +360,10 @@ def boot_second(ctx: Context, first_keys: set[str]) -> BootReport:
         addresses = ssh.run("ip -j addr show", timeout=60)
         (ctx.run_dir / "boot2-ip-addr.json").write_bytes(addresses.stdout)
         ok, detail = vm_checks.nic_without_ipv4(addresses.stdout.decode(errors="replace"), mac)
-        report.checks.append(Check(f"boot2: NIC {mac} got no DHCP address", ok, detail))
+        report.checks.append(Check(f"NIC {mac} got no DHCP address", ok, detail))
         active = ssh.run("systemctl is-active ssh.service", timeout=60)
         state = active.stdout.decode().strip()
-        report.checks.append(Check("boot2: ssh.service active", state == "active", state))
+        report.checks.append(Check("ssh.service active", state == "active", state))
         report.total_s = time.monotonic() - vm.started
     second_keys = known_host_keys(ssh.known_hosts)
     report.checks.append(Check(*vm_checks.host_keys_differ(first_keys, second_keys, "ssh client")))
@@ -525,8 +526,15 @@ def run(args: argparse.Namespace) -> int:
     return 0 if all(c.ok for b in boots for c in b.checks) else 1
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # unwinds through `with Vm(...)`, which stops QEMU
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # SIGTERM (nox, a CI timeout, kill) and SIGINT, even where a background shell ignores it,
+    # both stop the VM on the way out instead of leaving QEMU running.
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         return run(args)
     except (VmTestError, qemu.HardwareError, qemu.QemuError, fru.FruError) as exc:
@@ -535,6 +543,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("vm_test: interrupted", file=sys.stderr)
         return 130
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

@@ -178,7 +178,7 @@ def test_bmc_and_kernel_arguments(tmp_path: Path) -> None:
     (append,) = values(argv, "-append")
     assert append == (
         "boot=live components hostname=bee console=ttyS0,115200n8 systemd.show_status=1 "
-        "systemd.journald.forward_to_console=1"
+        "systemd.mask=serial-getty@ttyS0.service"
     )
     assert values(argv, "-serial") == [f"file:{tmp_path / 'serial.log'}"]
 
