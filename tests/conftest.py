@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -9,6 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from bee.capture import RecordingRunner, ReplayRunner
+from bee.probe import Probe
+from bee.runner import RC_TIMEOUT
 
 REPO = Path(__file__).resolve().parent.parent
 AGENT_DIR = REPO / "agent"
@@ -36,6 +41,24 @@ def run_bee(
         preexec_fn=preexec_fn,
         check=False,
     )
+
+
+@functools.cache
+def section_validator(section: str):
+    """The validator of one section's schema, agent/bee/schema/<section>.schema.json."""
+    from jsonschema import Draft202012Validator
+
+    schema = json.loads((SCHEMA_DIR / f"{section}.schema.json").read_text(encoding="utf-8"))
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+def assert_section_valid(section: str, model: object) -> None:
+    """A model (as serialised into the document) matches its section's schema."""
+    from bee.serialize import to_jsonable
+
+    errors = list(section_validator(section).iter_errors(to_jsonable(model)))
+    assert not errors, [f"{list(e.absolute_path)}: {e.message}" for e in errors[:5]]
 
 
 def _schema_validator():
@@ -79,3 +102,56 @@ def pid_alive(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state != "Z"
+
+
+def write_capture(
+    directory: Path,
+    commands: list[tuple],
+    files: dict[str, str] | None = None,
+    dirs: dict[str, list[str] | None] | None = None,
+    links: dict[str, str] | None = None,
+    *,
+    duration_s: float = 0.01,
+) -> Path:
+    """A bee-capture/1 directory for replay tests.
+
+    commands: (argv, exit status, stdout) or (argv, exit status, stdout, stderr); exit status
+    124 marks the command as timed out, as the runner reports a killed tool.
+    """
+    (directory / "commands").mkdir(parents=True)
+    entries = []
+    for number, (argv, returncode, stdout, *rest) in enumerate(commands):
+        stderr = rest[0] if rest else ""
+        for stream, text in (("stdout", stdout), ("stderr", stderr)):
+            (directory / f"commands/{number:03d}.{stream}").write_text(text, encoding="utf-8")
+        entries.append(
+            {
+                "argv": list(argv),
+                "returncode": returncode,
+                "duration_s": duration_s,
+                "timed_out": returncode == RC_TIMEOUT,
+                "stdout": f"commands/{number:03d}.stdout",
+                "stderr": f"commands/{number:03d}.stderr",
+            }
+        )
+    file_map = {}
+    for path, text in (files or {}).items():
+        target = directory / ("fs" + path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+        file_map[path] = "fs" + path
+    manifest = {
+        "format": "bee-capture/1",
+        "commands": entries,
+        "files": file_map,
+        "dirs": dirs or {},
+        "links": links or {},
+    }
+    (directory / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    return directory
+
+
+def probe_over(directory: Path, name: str) -> tuple[Probe, RecordingRunner]:
+    """A collector's probe over a capture directory, recording what the collector asked."""
+    recorder = RecordingRunner(ReplayRunner(directory))
+    return Probe(recorder, name), recorder

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bee.capture import RecordingRunner, ReplayRunner
-from bee.probe import Probe
+from bee.capture import ReplayRunner
 from bee.serialize import to_jsonable
 from bee.tools import dmidecode, ipmitool
 from bee.tools.dmidecode import is_placeholder, parse
-from conftest import FIXTURES, REALWORLD, SCHEMA_DIR
+from conftest import (
+    FIXTURES,
+    REALWORLD,
+    assert_section_valid,
+    probe_over,
+    write_capture,
+)
 
 FIXTURE_FILES = sorted(
     p for p in (FIXTURES / "dmidecode").glob("*.txt") if ".expected." not in p.name
@@ -25,72 +27,12 @@ VMWARE_OLD = FIXTURES / "dmidecode" / "handwritten-dmidecode2-layout-vmware-phan
 NO_SMBIOS = FIXTURES / "dmidecode" / "firecracker-no-smbios.txt"
 
 
-def section_validator(section: str):
-    from jsonschema import Draft202012Validator
-
-    schema = json.loads((SCHEMA_DIR / f"{section}.schema.json").read_text(encoding="utf-8"))
-    Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema)
-
-
-VALIDATORS = {name: section_validator(name) for name in ("board", "cpu", "memory", "psu")}
-
-
-def assert_valid(section: str, model: object) -> None:
-    errors = list(VALIDATORS[section].iter_errors(to_jsonable(model)))
-    assert not errors, [f"{list(e.absolute_path)}: {e.message}" for e in errors[:5]]
-
-
 def assert_smbios_valid(parsed: dmidecode.Smbios) -> None:
-    assert_valid("board", parsed.board)
-    assert_valid("cpu", parsed.cpu)
-    assert_valid("memory", parsed.memory)
+    assert_section_valid("board", parsed.board)
+    assert_section_valid("cpu", parsed.cpu)
+    assert_section_valid("memory", parsed.memory)
     psu = {"ipmi_device": None, "power_supplies": parsed.power_supplies, "fru_devices": []}
-    assert_valid("psu", psu)
-
-
-def write_capture(
-    directory: Path,
-    commands: list[tuple[list[str], str, int, str]],
-    files: dict[str, str] | None = None,
-    dirs: dict[str, list[str]] | None = None,
-    links: dict[str, str] | None = None,
-) -> Path:
-    """A bee capture directory from (argv, stdout, exit status, stderr) and file contents."""
-    (directory / "commands").mkdir(parents=True)
-    entries = []
-    for number, (argv, stdout, returncode, stderr) in enumerate(commands):
-        for stream, text in (("stdout", stdout), ("stderr", stderr)):
-            (directory / f"commands/{number:03d}.{stream}").write_text(text, encoding="utf-8")
-        entries.append(
-            {
-                "argv": argv,
-                "returncode": returncode,
-                "duration_s": 0.01,
-                "stdout": f"commands/{number:03d}.stdout",
-                "stderr": f"commands/{number:03d}.stderr",
-            }
-        )
-    file_map = {}
-    for path, text in (files or {}).items():
-        target = directory / ("fs" + path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text, encoding="utf-8")
-        file_map[path] = "fs" + path
-    manifest = {
-        "format": "bee-capture/1",
-        "commands": entries,
-        "files": file_map,
-        "dirs": dirs or {},
-        "links": links or {},
-    }
-    (directory / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
-    return directory
-
-
-def probe_over(directory: Path, name: str) -> tuple[Probe, RecordingRunner]:
-    recorder = RecordingRunner(ReplayRunner(directory))
-    return Probe(recorder, name), recorder
+    assert_section_valid("psu", psu)
 
 
 # -- parser ---------------------------------------------------------------------------------
@@ -317,13 +259,13 @@ CPUINFO_VM = "processor\t: 0\nflags\t\t: fpu vme de pse tsc msr hypervisor lahf_
 
 
 def test_board_collector_reads_dmidecode(tmp_path):
-    capture = write_capture(tmp_path, [(["dmidecode", "-t", "0,1,2,3"], SERVER.read_text(), 0, "")])
+    capture = write_capture(tmp_path, [(["dmidecode", "-t", "0,1,2,3"], 0, SERVER.read_text(), "")])
     probe, recorder = probe_over(capture, "board")
     board = dmidecode.collect_board(probe)
     assert board.source == "dmidecode" and board.system.serial == "S123456X8B00001"
     assert probe.errors == [] and probe.notes == []
     assert [r.argv for r in recorder.results] == [("dmidecode", "-t", "0,1,2,3")]
-    assert_valid("board", board)
+    assert_section_valid("board", board)
 
 
 def test_board_falls_back_to_sysfs_when_dmidecode_finds_no_smbios(tmp_path):
@@ -332,8 +274,8 @@ def test_board_falls_back_to_sysfs_when_dmidecode_finds_no_smbios(tmp_path):
         [
             (
                 ["dmidecode", "-t", "0,1,2,3"],
-                NO_SMBIOS.read_text(),
                 1,
+                NO_SMBIOS.read_text(),
                 "/dev/mem: No such file or directory\n",
             )
         ],
@@ -353,7 +295,7 @@ def test_board_falls_back_to_sysfs_when_dmidecode_finds_no_smbios(tmp_path):
     assert "/proc/cpuinfo flag: hypervisor" in board.virtual_machine_evidence
     assert probe.errors == []
     assert any("no SMBIOS" in n for n in probe.notes)
-    assert_valid("board", board)
+    assert_section_valid("board", board)
 
 
 def test_board_without_dmidecode_and_without_sysfs_is_null_with_a_note(tmp_path):
@@ -364,7 +306,7 @@ def test_board_without_dmidecode_and_without_sysfs_is_null_with_a_note(tmp_path)
 
 def test_unexpected_dmidecode_failure_is_an_error(tmp_path):
     capture = write_capture(
-        tmp_path, [(["dmidecode", "-t", "4"], "", 2, "dmidecode: invalid option -- 'x'\n")]
+        tmp_path, [(["dmidecode", "-t", "4"], 2, "", "dmidecode: invalid option -- 'x'\n")]
     )
     probe, _ = probe_over(capture, "cpu")
     assert dmidecode.collect_cpu(probe) is None
@@ -375,7 +317,7 @@ def test_cpu_and_memory_collectors(tmp_path):
     text = SERVER.read_text()
     capture = write_capture(
         tmp_path,
-        [(["dmidecode", "-t", "4"], text, 0, ""), (["dmidecode", "-t", "16,17"], text, 0, "")],
+        [(["dmidecode", "-t", "4"], 0, text, ""), (["dmidecode", "-t", "16,17"], 0, text, "")],
         files={"/sys/class/dmi/id/sys_vendor": "Supermicro\n", "/proc/cpuinfo": "flags\t: fpu\n"},
     )
     probe, _ = probe_over(capture, "cpu")
@@ -384,14 +326,14 @@ def test_cpu_and_memory_collectors(tmp_path):
     memory = dmidecode.collect_memory(probe)
     assert memory.virtual_machine is False and memory.empty_count == 1
     assert probe.errors == []
-    assert_valid("cpu", cpu)
-    assert_valid("memory", memory)
+    assert_section_valid("cpu", cpu)
+    assert_section_valid("memory", memory)
 
 
 def test_memory_collector_marks_vm_phantom_slots_from_sysfs(tmp_path):
     capture = write_capture(
         tmp_path,
-        [(["dmidecode", "-t", "16,17"], VMWARE_OLD.read_text(), 0, "")],
+        [(["dmidecode", "-t", "16,17"], 0, VMWARE_OLD.read_text(), "")],
         files={
             "/sys/class/dmi/id/sys_vendor": "VMware, Inc.\n",
             "/sys/class/dmi/id/product_name": "VMware Virtual Platform\n",
@@ -481,12 +423,12 @@ def test_audit_replay_with_board_cpu_memory_pcie_psu_validates(tmp_path, validat
     capture = write_capture(
         tmp_path,
         [
-            (["dmidecode", "-t", "0,1,2,3"], server, 0, ""),
-            (["dmidecode", "-t", "4"], server, 0, ""),
-            (["dmidecode", "-t", "16,17"], server, 0, ""),
-            (["dmidecode", "-t", "39"], server, 0, ""),
-            (["lspci", "-vmm", "-nn", "-D"], lspci_text, 0, ""),
-            (list(ipmitool.FRU_ARGV), fru_text, 1, ""),
+            (["dmidecode", "-t", "0,1,2,3"], 0, server, ""),
+            (["dmidecode", "-t", "4"], 0, server, ""),
+            (["dmidecode", "-t", "16,17"], 0, server, ""),
+            (["dmidecode", "-t", "39"], 0, server, ""),
+            (["lspci", "-vmm", "-nn", "-D"], 0, lspci_text, ""),
+            (list(ipmitool.FRU_ARGV), 1, fru_text, ""),
         ],
         files={"/sys/class/dmi/id/sys_vendor": "Supermicro\n"},
         dirs={"/dev": ["ipmi0", "null"]},

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_dmidecode import SERVER, probe_over, write_capture
+from test_dmidecode import SERVER
 
-from bee.serialize import to_jsonable
 from bee.tools import ipmitool
 from bee.tools.ipmitool import Psu, parse
-from conftest import FIXTURES, REALWORLD, SCHEMA_DIR
+from conftest import (
+    FIXTURES,
+    REALWORLD,
+    assert_section_valid,
+    probe_over,
+    write_capture,
+)
 
 FIXTURE_FILES = sorted(
     p for p in (FIXTURES / "ipmitool-fru").glob("*.txt") if ".expected." not in p.name
@@ -21,22 +24,6 @@ REALWORLD_FILES = sorted((REALWORLD / "ipmitool-fru").glob("*.txt"))
 NAMES = FIXTURES / "ipmitool-fru" / "handwritten-psu-names-and-records.txt"
 FRU_ARGV = list(ipmitool.FRU_ARGV)
 T39_ARGV = ["dmidecode", "-t", "39"]
-
-
-def _validator():
-    from jsonschema import Draft202012Validator
-
-    schema = json.loads((SCHEMA_DIR / "psu.schema.json").read_text(encoding="utf-8"))
-    Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema)
-
-
-VALIDATOR = _validator()
-
-
-def assert_valid(model: object) -> None:
-    errors = list(VALIDATOR.iter_errors(to_jsonable(model)))
-    assert not errors, [f"{list(e.absolute_path)}: {e.message}" for e in errors[:5]]
 
 
 def as_section(fru: ipmitool.Fru) -> Psu:
@@ -113,7 +100,7 @@ def test_psu_names(name, is_psu):
 
 @pytest.mark.parametrize("path", FIXTURE_FILES, ids=lambda p: p.name)
 def test_fixtures_match_the_schema(path):
-    assert_valid(as_section(parse(path.read_text())))
+    assert_section_valid("psu", as_section(parse(path.read_text())))
 
 
 # -- properties -----------------------------------------------------------------------------
@@ -124,7 +111,7 @@ MUTATIONS = st.sampled_from(["keep", "keep", "keep", "drop", "dup", "cut"])
 @settings(max_examples=150, deadline=None)
 @given(st.text(max_size=400))
 def test_never_raises_on_arbitrary_text(text):
-    assert_valid(as_section(parse(text)))
+    assert_section_valid("psu", as_section(parse(text)))
 
 
 @settings(
@@ -145,7 +132,7 @@ def test_never_raises_on_real_fixtures_with_lines_dropped_duplicated_or_cut(path
             mutated += [line, line]
         elif action == "cut":
             mutated.append(line[:cut])
-    assert_valid(as_section(parse("".join(mutated))))
+    assert_section_valid("psu", as_section(parse("".join(mutated))))
 
 
 # -- collector through a replay --------------------------------------------------------------
@@ -153,7 +140,7 @@ def test_never_raises_on_real_fixtures_with_lines_dropped_duplicated_or_cut(path
 
 def test_without_an_ipmi_device_ipmitool_is_not_run_and_type_39_still_counts(tmp_path):
     capture = write_capture(
-        tmp_path, [(T39_ARGV, SERVER.read_text(), 0, "")], dirs={"/dev": ["null", "sda"]}
+        tmp_path, [(T39_ARGV, 0, SERVER.read_text(), "")], dirs={"/dev": ["null", "sda"]}
     )
     probe, recorder = probe_over(capture, "psu")
     psu = ipmitool.collect(probe)
@@ -161,11 +148,11 @@ def test_without_an_ipmi_device_ipmitool_is_not_run_and_type_39_still_counts(tmp
     assert psu.ipmi_device is None and psu.fru_devices == []
     assert [p.serial for p in psu.power_supplies] == ["P1K62CH00A00001", None]
     assert probe.errors == [] and probe.notes == []
-    assert_valid(psu)
+    assert_section_valid("psu", psu)
 
 
 def test_without_ipmi_and_without_type_39_the_section_is_null_and_silent(tmp_path):
-    capture = write_capture(tmp_path, [(T39_ARGV, "# dmidecode 3.4\n", 1, "")], dirs={"/dev": []})
+    capture = write_capture(tmp_path, [(T39_ARGV, 1, "# dmidecode 3.4\n", "")], dirs={"/dev": []})
     probe, _ = probe_over(capture, "psu")
     assert ipmitool.collect(probe) is None
     assert probe.errors == [] and probe.notes == []
@@ -181,7 +168,7 @@ def test_ipmi_fru_and_smbios_entries_of_one_supply_merge_by_serial(tmp_path):
     )
     capture = write_capture(
         tmp_path,
-        [(FRU_ARGV, fru_text, 1, ""), (T39_ARGV, SERVER.read_text(), 0, "")],
+        [(FRU_ARGV, 1, fru_text, ""), (T39_ARGV, 0, SERVER.read_text(), "")],
         dirs={"/dev/ipmi": ["0"], "/dev": ["ipmi", "null"]},
     )
     probe, _ = probe_over(capture, "psu")
@@ -198,13 +185,13 @@ def test_ipmi_fru_and_smbios_entries_of_one_supply_merge_by_serial(tmp_path):
     # ipmitool's exit 1 (one FRU device failed) is not an error when it printed the others.
     assert probe.errors == []
     assert len(psu.power_supplies) == 1 + 4 + 1  # FRU PS1, four from NAMES, SMBIOS PSU2
-    assert_valid(psu)
+    assert_section_valid("psu", psu)
 
 
 def test_ipmitool_failing_outright_is_an_error(tmp_path):
     capture = write_capture(
         tmp_path,
-        [(FRU_ARGV, "", 1, "Could not open device at /dev/ipmi0: Permission denied\n")],
+        [(FRU_ARGV, 1, "", "Could not open device at /dev/ipmi0: Permission denied\n")],
         dirs={"/dev": ["ipmi0"]},
     )
     probe, _ = probe_over(capture, "psu")
@@ -236,7 +223,7 @@ SPOT_CHECKS = {
 def test_realworld_outputs_parse_and_match_the_schema(path):
     fru = parse(path.read_bytes().decode("utf-8", errors="replace"))
     assert fru.devices
-    assert_valid(as_section(fru))
+    assert_section_valid("psu", as_section(fru))
     expected = SPOT_CHECKS.get(path.stem, {})
     if "psu_serials" in expected:
         assert [p.serial for p in fru.power_supplies] == expected["psu_serials"]

@@ -2,40 +2,27 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_dmidecode import probe_over, write_capture
 
 from bee.capture import ReplayRunner
 from bee.findings import Finding
 from bee.serialize import to_jsonable
 from bee.tools import ipmitool, lspci
 from bee.tools.lspci import normalize_address, parse, split_name_id
-from conftest import FIXTURES, REALWORLD, SCHEMA_DIR
+from conftest import (
+    FIXTURES,
+    REALWORLD,
+    assert_section_valid,
+    probe_over,
+    write_capture,
+)
 
 FIXTURE_FILES = sorted(p for p in (FIXTURES / "lspci").glob("*.txt") if ".expected." not in p.name)
 REALWORLD_FILES = sorted((REALWORLD / "lspci-vmm").glob("*.txt"))
 H200 = FIXTURES / "lspci" / "h200-firecracker-vmm-nn-D.txt"
 LSPCI_ARGV = ["lspci", "-vmm", "-nn", "-D"]
-
-
-def _validator():
-    from jsonschema import Draft202012Validator
-
-    schema = json.loads((SCHEMA_DIR / "pcie.schema.json").read_text(encoding="utf-8"))
-    Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema)
-
-
-VALIDATOR = _validator()
-
-
-def assert_valid(model: object) -> None:
-    errors = list(VALIDATOR.iter_errors(to_jsonable(model)))
-    assert not errors, [f"{list(e.absolute_path)}: {e.message}" for e in errors[:5]]
 
 
 def by_address(text: str) -> dict[str, lspci.PciDevice]:
@@ -129,7 +116,7 @@ def test_name_and_id(value, expected):
 
 @pytest.mark.parametrize("path", FIXTURE_FILES, ids=lambda p: p.name)
 def test_fixtures_match_the_schema(path):
-    assert_valid(parse(path.read_text()))
+    assert_section_valid("pcie", parse(path.read_text()))
 
 
 # -- properties -----------------------------------------------------------------------------
@@ -140,7 +127,7 @@ MUTATIONS = st.sampled_from(["keep", "keep", "keep", "drop", "dup", "cut"])
 @settings(max_examples=150, deadline=None)
 @given(st.text(max_size=400))
 def test_never_raises_on_arbitrary_text(text):
-    assert_valid(parse(text))
+    assert_section_valid("pcie", parse(text))
 
 
 @settings(
@@ -161,7 +148,7 @@ def test_never_raises_on_real_fixtures_with_lines_dropped_duplicated_or_cut(path
             mutated += [line, line]
         elif action == "cut":
             mutated.append(line[:cut])
-    assert_valid(parse("".join(mutated)))
+    assert_section_valid("pcie", parse("".join(mutated)))
 
 
 # -- collector: lspci plus sysfs, through a replay -------------------------------------------
@@ -194,7 +181,7 @@ def h200_capture(tmp_path, *, lspci_present=True):
         f"{SYSFS}/0000:00:06.0/driver": "../../../bus/pci/drivers/nvidia",
         f"{SYSFS}/0000:00:03.0/driver": "../../../bus/pci/drivers/virtio-pci",
     }
-    commands = [(LSPCI_ARGV, H200.read_text(), 0, "")] if lspci_present else []
+    commands = [(LSPCI_ARGV, 0, H200.read_text(), "")] if lspci_present else []
     return write_capture(tmp_path, commands, files=files, dirs={SYSFS: addresses}, links=links)
 
 
@@ -209,7 +196,7 @@ def test_collector_adds_driver_numa_and_link_from_sysfs(tmp_path):
     assert gpu.current_link_speed_raw == "32.0 GT/s PCIe"
     assert probe.errors == []
     assert [r.argv for r in recorder.results] == [tuple(LSPCI_ARGV)]
-    assert_valid(pcie)
+    assert_section_valid("pcie", pcie)
     assert lspci.findings({"pcie": pcie}) == []
 
 
@@ -228,7 +215,7 @@ def test_without_lspci_sysfs_still_lists_the_functions_by_id(tmp_path):
     assert (gpu.subsystem_id, gpu.revision, gpu.vendor) == ("18bf", "a1", None)
     assert (net.class_id, net.driver) == ("0200", "virtio-pci")
     assert probe.notes == ["lspci is not installed"]
-    assert_valid(pcie)
+    assert_section_valid("pcie", pcie)
 
 
 def test_neither_lspci_nor_sysfs_is_null(tmp_path):
@@ -280,7 +267,7 @@ def test_width_below_maximum_is_a_warning_speed_alone_is_not():
 def test_realworld_outputs_parse_and_match_the_schema(path):
     parsed = parse(path.read_bytes().decode("utf-8", errors="replace"))
     assert parsed.device_count > 0
-    assert_valid(parsed)
+    assert_section_valid("pcie", parsed)
     assert all(d.address.count(":") == 2 for d in parsed.devices)
 
 
@@ -333,7 +320,7 @@ def qemu_sysfs() -> tuple[dict[str, str], dict[str, list[str]], dict[str, str]]:
 def test_qemu_guest_nics_links_and_no_false_width_finding(tmp_path):
     files, dirs, links = qemu_sysfs()
     capture = write_capture(
-        tmp_path, [(LSPCI_ARGV, QEMU_LSPCI.read_text(), 0, "")], files, dirs, links
+        tmp_path, [(LSPCI_ARGV, 0, QEMU_LSPCI.read_text(), "")], files, dirs, links
     )
     probe, _ = probe_over(capture, "pcie")
     pcie = lspci.collect(probe)
@@ -347,7 +334,7 @@ def test_qemu_guest_nics_links_and_no_false_width_finding(tmp_path):
     port = {d.address: d for d in pcie.devices}["0000:00:10.2"]
     assert (port.current_link_width, port.max_link_width) == (1, 32)
     assert lspci.findings({"pcie": pcie}) == []
-    assert_valid(pcie)
+    assert_section_valid("pcie", pcie)
 
 
 def test_qemu_guest_replay_passes_the_vm_test_checks_for_these_sections(
@@ -369,12 +356,12 @@ def test_qemu_guest_replay_passes_the_vm_test_checks_for_these_sections(
     capture = write_capture(
         tmp_path,
         [
-            (["dmidecode", "-t", "0,1,2,3"], dmi["t0123"], 0, ""),
-            (["dmidecode", "-t", "4"], dmi["t4"], 0, ""),
-            (["dmidecode", "-t", "16,17"], memory, 0, ""),
-            (["dmidecode", "-t", "39"], "# dmidecode 3.4\n", 0, ""),
-            (LSPCI_ARGV, QEMU_LSPCI.read_text(), 0, ""),
-            (list(ipmitool.FRU_ARGV), fru, 0, ""),
+            (["dmidecode", "-t", "0,1,2,3"], 0, dmi["t0123"], ""),
+            (["dmidecode", "-t", "4"], 0, dmi["t4"], ""),
+            (["dmidecode", "-t", "16,17"], 0, memory, ""),
+            (["dmidecode", "-t", "39"], 0, "# dmidecode 3.4\n", ""),
+            (LSPCI_ARGV, 0, QEMU_LSPCI.read_text(), ""),
+            (list(ipmitool.FRU_ARGV), 0, fru, ""),
         ],
         files,
         dirs,

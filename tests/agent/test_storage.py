@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -12,54 +11,14 @@ from hypothesis import strategies as st
 
 from bee.capture import ReplayRunner
 from bee.probe import Probe
-from bee.serialize import to_jsonable
 from bee.tools import lsblk, nvme, smartctl, storage
 from bee.tools.smartctl import SCAN_ARGV, ScannedDevice, parse
-from conftest import FIXTURES, REALWORLD, SCHEMA_DIR
+from conftest import FIXTURES, REALWORLD, SCHEMA_DIR, assert_section_valid, write_capture
 
 SMART_REALWORLD = REALWORLD / "smartctl-json"
 NVME_ID = FIXTURES / "nvme-id-ctrl" / "handwritten-nvmecli1x-spaced-keys.json"
 NVME_WARN = FIXTURES / "nvme-smart-log" / "handwritten-nvmecli211-verbose-warning-object.json"
 NVME_OK = FIXTURES / "nvme-smart-log" / "handwritten-nvmecli1x-nan-and-floats.json"
-
-
-def write_capture(
-    root: Path,
-    commands: list[tuple[list[str], int, str]],
-    dirs: dict[str, list[str]] | None = None,
-) -> Path:
-    """A bee-capture/1 directory that answers the given commands (argv, exit status, stdout)."""
-    (root / "commands").mkdir(parents=True)
-    entries = []
-    for number, (argv, returncode, stdout) in enumerate(commands):
-        for stream, text in (("stdout", stdout), ("stderr", "")):
-            (root / f"commands/{number:03d}.{stream}").write_text(text)
-        entries.append(
-            {
-                "argv": argv,
-                "returncode": returncode,
-                "stdout": f"commands/{number:03d}.stdout",
-                "stderr": f"commands/{number:03d}.stderr",
-                "duration_s": 0.3,
-            }
-        )
-    manifest = {"format": "bee-capture/1", "commands": entries, "files": {}, "dirs": dirs or {}}
-    (root / "manifest.json").write_text(json.dumps(manifest))
-    return root
-
-
-def validator():
-    from jsonschema import Draft202012Validator
-
-    schema = json.loads((SCHEMA_DIR / "storage.schema.json").read_text())
-    Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema)
-
-
-def assert_valid(section: storage.StorageSection) -> None:
-    errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator().iter_errors(
-        to_jsonable(section))]  # fmt: skip
-    assert errors == []
 
 
 def smart(**fields) -> str:
@@ -245,7 +204,7 @@ def test_firecracker_machine_replay(tmp_path):
     assert disk.name == "vda" and disk.size_bytes == 274877906944
     assert disk.health.verdict == "unknown" and disk.health.source is None
     assert probe.errors == []
-    assert_valid(section)
+    assert_section_valid("storage", section)
 
 
 QEMU = {
@@ -293,7 +252,7 @@ def test_qemu_q35_guest_replay(tmp_path):
         "smartctl -j -a -d scsi /dev/sda: exit 4 (smart_command_failed)"
     ]
     assert storage.findings({"storage": section}) == []
-    assert_valid(section)
+    assert_section_valid("storage", section)
 
 
 def test_server_with_sata_sas_raid_and_nvme(tmp_path):
@@ -352,7 +311,7 @@ def test_server_with_sata_sas_raid_and_nvme(tmp_path):
         (["nvme", "smart-log", "-o", "json", "/dev/nvme0"], 0, NVME_WARN.read_text()),
     ]  # fmt: skip
     dirs = {"/sys/class/nvme": ["nvme0"], "/sys/class/nvme/nvme0": ["device", "nvme0n1"]}
-    probe = Probe(ReplayRunner(write_capture(tmp_path, commands, dirs)), "storage")
+    probe = Probe(ReplayRunner(write_capture(tmp_path, commands, dirs=dirs)), "storage")
     section = storage.collect(probe)
     assert section is not None and section.skipped == ["loop0"]
     disks = {d.name: d for d in section.disks}
@@ -385,7 +344,7 @@ def test_server_with_sata_sas_raid_and_nvme(tmp_path):
         ("warning", "bus0-megaraid,0"),
         ("warning", "bus0-sat+megaraid,1"),
     ]
-    assert_valid(section)
+    assert_section_valid("storage", section)
 
 
 def test_nvme_without_nvme_cli_falls_back_to_smartctl(tmp_path):
@@ -410,7 +369,7 @@ def test_nvme_without_nvme_cli_falls_back_to_smartctl(tmp_path):
     assert disk.health.verdict == "warning"
     assert disk.health.reasons == ["95% of the rated write endurance is used"]
     assert "nvme is not installed" in probe.notes
-    assert_valid(section)
+    assert_section_valid("storage", section)
 
 
 def test_a_usb_boot_stick_smartctl_cannot_open_is_a_note(tmp_path):
@@ -447,14 +406,14 @@ def test_without_lsblk_smartctl_still_lists_the_disks(tmp_path):
         (["nvme", "smart-log", "-o", "json", "/dev/nvme0"], 0, QEMU["log"].read_text()),
     ]
     dirs = {"/sys/class/nvme": ["nvme0"], "/sys/class/nvme/nvme0": ["nvme0n1"]}
-    probe = Probe(ReplayRunner(write_capture(tmp_path, commands, dirs)), "storage")
+    probe = Probe(ReplayRunner(write_capture(tmp_path, commands, dirs=dirs)), "storage")
     section = storage.collect(probe)
     assert [(d.name, d.path, d.serial, d.size_bytes) for d in section.disks] == [
         ("sda", "/dev/sda", "WFK2B1EX", 1200243695616),
         ("sdb", "/dev/sdb", "PHYF0413016T480BGN", 480103981056),
     ]
     assert "lsblk is not installed" in probe.notes
-    assert_valid(section)
+    assert_section_valid("storage", section)
 
 
 def test_nothing_installed_is_none(tmp_path):
