@@ -176,13 +176,12 @@ class Sources:
 
 def proc_version_beside(xml: Path) -> Path | None:
     """/proc/driver/nvidia/version captured on the machine that printed this XML."""
-    for candidate in (
-        xml.with_suffix(".proc-version"),
-        xml.parent / "fs/proc/driver/nvidia/version",
-    ):
-        if candidate.is_file():
-            return candidate
-    return None
+    # fixtures/nvidia-smi/<case>.proc-version, also for variants of a case (<case>-i-bdf.xml)
+    beside = [p for p in xml.parent.glob("*.proc-version") if xml.stem.startswith(p.stem)]
+    if beside:
+        return max(beside, key=lambda p: len(p.stem))
+    raw = xml.parent / "fs/proc/driver/nvidia/version"  # a capture.sh directory
+    return raw if raw.is_file() else None
 
 
 def is_handwritten(path: Path) -> bool:
