@@ -329,15 +329,16 @@ def nic_args(
     args: list[str] = []
     for index, nic in enumerate(hw.nics):
         netdev = f"net{index}"
+        # Each user network gets its own subnet (10.0.2.0/24, 10.0.3.0/24, ...). With the same
+        # default subnet on two NICs the guest holds 10.0.2.15 twice and may answer the SSH
+        # connection of NIC 1 through NIC 2, whose slirp drops it: SSH then hangs at random.
+        user = f"user,id={netdev},restrict=on,net=10.0.{2 + index}.0/24"
         if index in isolated_nics:
             args += ["-netdev", f"hubport,id={netdev},hubid={index}"]
         elif index == 0 and ssh_port is not None:
-            args += [
-                "-netdev",
-                f"user,id={netdev},restrict=on,hostfwd=tcp:127.0.0.1:{ssh_port}-:22",
-            ]
+            args += ["-netdev", f"{user},hostfwd=tcp:127.0.0.1:{ssh_port}-:22"]
         else:
-            args += ["-netdev", f"user,id={netdev},restrict=on"]
+            args += ["-netdev", user]
         args += ["-device", f"{nic.model},netdev={netdev},mac={nic.mac},bus=rp-nic{index}"]
     return args
 
@@ -375,8 +376,7 @@ def machine_args(
     # show_status=1: systemd prints every unit it starts on the console ("Started
     # ssh.service"), which is the only witness on a boot nobody can log into. systemd stops
     # printing while a unit holds the console, so the serial getty is masked: vm_test logs in
-    # over SSH only. (Forwarding the whole journal to the console instead made a guest hang
-    # once its gettys looped: journald blocked on the 115200-baud UART.)
+    # over SSH only.
     append = (
         f"{append} console=ttyS0,115200n8 systemd.show_status=1 "
         "systemd.mask=serial-getty@ttyS0.service"

@@ -153,8 +153,11 @@ def test_each_pcie_endpoint_sits_on_its_own_root_port(tmp_path: Path) -> None:
 def test_ssh_is_forwarded_on_localhost_only(tmp_path: Path) -> None:
     hw = qemu.load_hardware()
     netdevs = values(args_for(hw, tmp_path, ssh_port=40123), "-netdev")
-    assert netdevs[0] == "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:40123-:22"
+    assert netdevs[0] == "user,id=net0,restrict=on,net=10.0.2.0/24,hostfwd=tcp:127.0.0.1:40123-:22"
     assert all("hostfwd" not in n for n in netdevs[1:])
+    # one subnet per NIC, or the guest answers NIC 1's SSH through NIC 2
+    subnets = [n.split("net=")[1].split(",")[0] for n in netdevs]
+    assert len(set(subnets)) == len(subnets)
     assert len(netdevs) == len(hw.nics)
 
 
