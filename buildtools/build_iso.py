@@ -22,6 +22,7 @@ iso/overlay/ and iso/builder/ are only read: the build checks they are unchanged
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import os
 import re
@@ -542,6 +543,14 @@ def _nvidia_payload(
 
 def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv)
+    options.out.mkdir(parents=True, exist_ok=True)
+    # One build per dist/ at a time: two would share dist/staging and dist/lb-work.
+    lock = (options.out / "build-iso.lock").open("w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"build_iso: another build is running in {options.out}", file=sys.stderr)
+        return 1
     progress = Progress(options.out / "build-iso.log")
     started = time.monotonic()
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import subprocess
 import sys
 from pathlib import Path
@@ -162,3 +163,11 @@ def test_kernel_count_sees_through_live_builds_hard_link(tmp_path: Path) -> None
     (tmp_path / "vmlinuz").unlink()
     (tmp_path / "vmlinuz").write_bytes(b"a copy, not a link")
     assert "vmlinuz" in build_iso.kernels_in(tmp_path)
+
+
+def test_a_second_build_in_the_same_dist_is_refused(tmp_path: Path) -> None:
+    with (tmp_path / "build-iso.lock").open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        result = run_builder("--out", str(tmp_path), "--no-nvidia")
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"build_iso: another build is running in {tmp_path}"
