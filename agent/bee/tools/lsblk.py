@@ -10,10 +10,11 @@ The live medium bee booted from is marked `is_boot_medium` (see BOOT_MEDIUM_MOUN
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from bee.jsonvalue import integer as _int
+from bee.jsonvalue import text as _text
 from bee.probe import Probe
 
 COLUMNS = (
@@ -77,27 +78,6 @@ class BlockDevices:
     disks: list[BlockDisk] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # loop/zram/ram device names
     errors: list[str] = field(default_factory=list)
-
-
-def _text(value: Any) -> str | None:
-    if value is None or isinstance(value, bool | dict | list):
-        return None
-    text = str(value).strip()
-    return text or None
-
-
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return int(value) if math.isfinite(value) else None
-    if isinstance(value, str):
-        text = value.strip()
-        if text.isascii() and text.isdigit():
-            return int(text)
-    return None
 
 
 def _bool(value: Any) -> bool | None:

@@ -16,11 +16,12 @@ Key names and value types moved between versions, all accepted here:
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from bee.jsonvalue import integer as _int
+from bee.jsonvalue import text as _text
 from bee.probe import Probe
 
 TIMEOUT_S = 20.0
@@ -86,33 +87,6 @@ def decode_critical_warning(value: int | None) -> list[str]:
     if value is None or value < 0:
         return []
     return [name for bit, name in CRITICAL_WARNING_FLAGS if value & bit]
-
-
-def _text(value: Any) -> str | None:
-    if value is None or isinstance(value, bool | dict | list):
-        return None
-    text = str(value).strip()
-    return text or None
-
-
-def _int(value: Any) -> int | None:
-    """Numbers as nvme-cli prints them: 42, "42", "1,234", 42.0; nan -> None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return int(value) if math.isfinite(value) else None
-    if isinstance(value, str):
-        text = value.strip().replace(",", "")
-        if text.isascii() and text.isdigit():
-            return int(text)
-        try:
-            number = float(text)
-        except ValueError:
-            return None
-        return int(number) if math.isfinite(number) else None
-    return None
 
 
 def _hex4(value: Any) -> str | None:

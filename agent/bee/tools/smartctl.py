@@ -13,10 +13,11 @@ bits 3-7 are health and log flags, and the JSON is complete. The JSON repeats it
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from bee.jsonvalue import integer as _int
+from bee.jsonvalue import text as _text
 from bee.probe import Probe
 
 TIMEOUT_S = 45.0
@@ -143,27 +144,6 @@ def decode_exit_status(status: int | None) -> list[str]:
     if status is None or status < 0:
         return []
     return [name for bit, name in EXIT_FLAGS if status & bit]
-
-
-def _text(value: Any) -> str | None:
-    if value is None or isinstance(value, bool | dict | list):
-        return None
-    text = str(value).strip()
-    return text or None
-
-
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return int(value) if math.isfinite(value) else None
-    if isinstance(value, str):
-        text = value.strip().replace(",", "")
-        if text.isascii() and text.isdigit():
-            return int(text)
-    return None
 
 
 def _bool(value: Any) -> bool | None:
