@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import strategies as st
 
 from bee.capture import RecordingRunner, ReplayRunner
 from bee.probe import Probe
@@ -155,3 +156,35 @@ def probe_over(directory: Path, name: str) -> tuple[Probe, RecordingRunner]:
     """A collector's probe over a capture directory, recording what the collector asked."""
     recorder = RecordingRunner(ReplayRunner(directory))
     return Probe(recorder, name), recorder
+
+
+def mangle(data, text: str) -> str:
+    """Real output damaged as tools and transfers damage it: a few lines dropped, duplicated or
+    cut short, and maybe the end missing. `data` is Hypothesis' `st.data()`."""
+    lines = text.splitlines(keepends=True)
+    if lines:
+        edits = data.draw(
+            st.lists(
+                st.tuples(
+                    st.sampled_from(["drop", "dup", "cut"]),
+                    st.integers(0, len(lines) - 1),
+                    st.integers(0, 80),
+                ),
+                min_size=1,
+                max_size=6,
+            )
+        )
+        for edit, drawn, cut in edits:
+            index = min(drawn, len(lines) - 1)
+            if edit == "drop":
+                del lines[index]
+            elif edit == "dup":
+                lines.insert(index, lines[index])
+            else:
+                lines[index] = lines[index][:cut]
+            if not lines:
+                break
+    damaged = "".join(lines)
+    if data.draw(st.booleans()):
+        damaged = damaged[: data.draw(st.integers(0, len(damaged)))]
+    return damaged

@@ -48,6 +48,7 @@ class RecordingRunner:
         self.errors: list[str] = []  # what could not be written into the capture
         self._dir = capture_dir
         self._record = _Record()
+        self._mirrors: set[str] = set()  # fs/ names in use
         self._lock = threading.Lock()
         if capture_dir is not None:
             try:
@@ -79,8 +80,13 @@ class RecordingRunner:
             with self._lock:
                 name = None
                 if text is not None:
-                    name = self._write("fs" + os.path.normpath("/" + path), text)
-                    if name is None:  # e.g. a file where a directory of another path must go
+                    mirror = "fs" + os.path.normpath("/" + path)
+                    # Another spelling of a path already captured ("/x/../y"), or a file where
+                    # a directory of another path must go: keep it apart, numbered.
+                    taken = mirror in self._mirrors and path not in self._record.files
+                    name = None if taken else self._write(mirror, text)
+                    self._mirrors.add(mirror)
+                    if name is None:
                         name = self._write(f"fs-other/{len(self._record.files):04d}", text)
                 self._record.files[path] = name
         return text

@@ -13,6 +13,7 @@ from conftest import (
     FIXTURES,
     REALWORLD,
     assert_section_valid,
+    mangle,
     probe_over,
     write_capture,
 )
@@ -105,8 +106,6 @@ def test_fixtures_match_the_schema(path):
 
 # -- properties -----------------------------------------------------------------------------
 
-MUTATIONS = st.sampled_from(["keep", "keep", "keep", "drop", "dup", "cut"])
-
 
 @settings(max_examples=150, deadline=None)
 @given(st.text(max_size=400))
@@ -120,19 +119,8 @@ def test_never_raises_on_arbitrary_text(text):
 @given(data=st.data())
 @pytest.mark.parametrize("path", FIXTURE_FILES, ids=lambda p: p.name)
 def test_never_raises_on_real_fixtures_with_lines_dropped_duplicated_or_cut(path, data):
-    lines = path.read_text().splitlines(keepends=True)
-    actions = data.draw(
-        st.lists(st.tuples(MUTATIONS, st.integers(0, 80)), min_size=len(lines), max_size=len(lines))
-    )
-    mutated = []
-    for line, (action, cut) in zip(lines, actions, strict=True):
-        if action == "keep":
-            mutated.append(line)
-        elif action == "dup":
-            mutated += [line, line]
-        elif action == "cut":
-            mutated.append(line[:cut])
-    assert_section_valid("psu", as_section(parse("".join(mutated))))
+    text = mangle(data, path.read_text())
+    assert_section_valid("psu", as_section(parse(text)))
 
 
 # -- collector through a replay --------------------------------------------------------------

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bee.tools.lsblk import parse
-from conftest import FIXTURES, REALWORLD
+from conftest import FIXTURES, REALWORLD, mangle
 
 FIXTURE_FILES = sorted(p for p in (FIXTURES / "lsblk").glob("*.json") if ".expected." not in p.name)
 REALWORLD_FILES = sorted((REALWORLD / "lsblk-json").glob("*.json"))
@@ -152,16 +152,8 @@ def test_never_raises_on_any_json_value(value):
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_never_raises_on_fixtures_with_lines_dropped_duplicated_or_cut(data):
-    lines = data.draw(st.sampled_from(FIXTURE_FILES)).read_text().splitlines()
-    index = data.draw(st.integers(0, max(len(lines) - 1, 0)))
-    edit = data.draw(st.sampled_from(["drop", "dup", "cut"]))
-    if edit == "drop":
-        lines = lines[:index] + lines[index + 1 :]
-    elif edit == "dup":
-        lines = lines[: index + 1] + lines[index:]
-    else:
-        lines = lines[:index]
-    parse("\n".join(lines))
+    text = mangle(data, data.draw(st.sampled_from(FIXTURE_FILES)).read_text())
+    parse(text)
 
 
 @pytest.mark.skipif(not REALWORLD_FILES, reason="../shared/realworld/lsblk-json is absent")

@@ -14,7 +14,7 @@ from bee.capture import ReplayRunner
 from bee.probe import Probe
 from bee.tools import lspci, nvidia_smi
 from bee.tools.nvidia_smi import normalise_pci_address, parse
-from conftest import FIXTURES, REALWORLD, SCHEMA_DIR, assert_section_valid, write_capture
+from conftest import FIXTURES, REALWORLD, SCHEMA_DIR, assert_section_valid, mangle, write_capture
 
 H200 = FIXTURES / "nvidia-smi" / "h200-firecracker-580.xml"
 H200_PROC_VERSION = FIXTURES / "nvidia-smi" / "h200-firecracker-580.proc-version"
@@ -139,16 +139,8 @@ def test_never_raises_on_arbitrary_text(text):
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_never_raises_on_fixtures_with_lines_dropped_duplicated_or_cut(data):
-    lines = data.draw(st.sampled_from(FIXTURE_FILES)).read_text().splitlines()
-    index = data.draw(st.integers(0, max(len(lines) - 1, 0)))
-    edit = data.draw(st.sampled_from(["drop", "dup", "cut"]))
-    if edit == "drop":
-        lines = lines[:index] + lines[index + 1 :]
-    elif edit == "dup":
-        lines = lines[: index + 1] + lines[index:]
-    else:
-        lines = lines[:index]
-    parse("\n".join(lines))
+    text = mangle(data, data.draw(st.sampled_from(FIXTURE_FILES)).read_text())
+    parse(text)
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from bee.tools.nvme import (
     parse_id_ctrl,
     parse_smart_log,
 )
-from conftest import FIXTURES, REALWORLD
+from conftest import FIXTURES, REALWORLD, mangle
 
 ID_FIXTURES = sorted(
     p for p in (FIXTURES / "nvme-id-ctrl").glob("*.json") if ".expected." not in p.name
@@ -149,17 +149,9 @@ def test_never_raises_on_any_json_value(value):
 @given(st.data())
 def test_never_raises_on_fixtures_with_lines_dropped_duplicated_or_cut(data):
     path = data.draw(st.sampled_from(ID_FIXTURES + LOG_FIXTURES))
-    lines = path.read_text().splitlines()
-    index = data.draw(st.integers(0, max(len(lines) - 1, 0)))
-    edit = data.draw(st.sampled_from(["drop", "dup", "cut"]))
-    if edit == "drop":
-        lines = lines[:index] + lines[index + 1 :]
-    elif edit == "dup":
-        lines = lines[: index + 1] + lines[index:]
-    else:
-        lines = lines[:index]
-    parse_id_ctrl("\n".join(lines))
-    parse_smart_log("\n".join(lines))
+    text = mangle(data, path.read_text())
+    parse_id_ctrl(text)
+    parse_smart_log(text)
 
 
 @pytest.mark.skipif(not REALWORLD_DIR.is_dir(), reason="../shared/realworld/nvme-json is absent")
