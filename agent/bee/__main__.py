@@ -1,3 +1,7 @@
-from bee.cli import main
+# Ctrl-C while the modules load ends as quietly as Ctrl-C later (exit 130, no traceback).
+try:
+    from bee.cli import exit_process, main
+except KeyboardInterrupt:
+    raise SystemExit(130) from None
 
-raise SystemExit(main())
+exit_process(main())

@@ -31,6 +31,7 @@ SCHEMA_VERSION = 1
 DEFAULT_DEADLINE_S = 120.0
 # After the deadline: how long collectors get to return once their commands are killed.
 ABORT_GRACE_S = 3.0
+JOIN_STEP_S = 0.2
 STDERR_EXCERPT_CHARS = 300
 
 Collect = Callable[[Probe], Any]
@@ -117,8 +118,7 @@ def run_collectors(
     end = time.monotonic() + deadline_s
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join(max(0.0, end - time.monotonic()))
+    _join_until(threads, end)
     late = [o for o, t in zip(outcomes, threads, strict=True) if t.is_alive()]
     if late:
         for outcome in late:
@@ -127,13 +127,18 @@ def run_collectors(
             "deadline of %.0f s passed; stopping %s", deadline_s, ", ".join(o.name for o in late)
         )
         _call(runner, "abort")
-        grace_end = time.monotonic() + ABORT_GRACE_S
-        for thread in threads:
-            thread.join(max(0.0, grace_end - time.monotonic()))
+        _join_until(threads, time.monotonic() + ABORT_GRACE_S)
         for outcome in late:
             outcome.errors.append(f"did not finish within the {deadline_s:.0f} s deadline")
     _call(runner, "kill_leftovers")
     return outcomes
+
+
+def _join_until(threads: list[threading.Thread], end: float) -> None:
+    """Wait for the threads until `end`, in short steps: Ctrl-C or SIGTERM delivered to another
+    thread only runs its handler once the main thread wakes, and a long join would not."""
+    while (alive := [t for t in threads if t.is_alive()]) and time.monotonic() < end:
+        alive[0].join(min(JOIN_STEP_S, max(0.0, end - time.monotonic())))
 
 
 def _call(runner: Runner, method: str) -> None:

@@ -11,7 +11,7 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from bee import __version__
 
@@ -169,21 +169,35 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return status
 
 
+def exit_process(status: int) -> NoReturn:
+    """Flush and leave at once. The document is written and every tool killed by now; a
+    collector thread still stuck past the deadline (in a tool's pipe, or holding a lock a
+    worker waits for) must not keep bee alive, as interpreter shutdown would by joining it."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(status)
+
+
+class Terminated(BaseException):
+    """SIGTERM (systemd stopping the unit): unwind like Ctrl-C, killing the tools started."""
+
+
 def _terminate(signum: int, frame: object) -> None:
-    # systemd stopping the unit: unwind, so the audit kills the tools it started.
-    raise SystemExit(128 + signum)
+    raise Terminated(signum)
 
 
 def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="bee: %(message)s",
-        stream=sys.stderr,
-    )
     try:
+        args = build_parser().parse_args(argv)
+        logging.basicConfig(
+            level=logging.INFO if args.verbose else logging.WARNING,
+            format="bee: %(message)s",
+            stream=sys.stderr,
+        )
         if args.command == "parse":
             return cmd_parse(args)
         return cmd_audit(args)
@@ -193,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bee: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("bee: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except BrokenPipeError:
         # The reader went away (bee audit -o - | head): end quietly, without a traceback.
         devnull = os.open(os.devnull, os.O_WRONLY)
