@@ -80,6 +80,11 @@ PEAK_FD_ENV = "BEE_BENCH_PEAK_FD"
 _PEAK_LAUNCHER = """
 import os, runpy, sys
 sys.argv[0] = "bee"
+_exit = os._exit
+def _report_and_exit(status):  # bee leaves through os._exit, past finally and atexit
+    report_peak()
+    _exit(status)
+os._exit = _report_and_exit
 try:
     runpy.run_module("bee", run_name="__main__", alter_sys=True)
 finally:
@@ -88,11 +93,12 @@ finally:
 _REPORT_PEAK = """
 def report_peak():
     import os
-    fd = os.environ.get("BEE_BENCH_PEAK_FD")
+    fd = os.environ.pop("BEE_BENCH_PEAK_FD", None)  # once
+    if not fd:
+        return
     with open("/proc/self/status", encoding="ascii") as status:
         peak = next((l.split()[1] for l in status if l.startswith("VmHWM:")), "")
-    if fd:
-        os.write(int(fd), peak.encode() + b"\\n")
+    os.write(int(fd), peak.encode() + b"\\n")
 """
 
 

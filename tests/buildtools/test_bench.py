@@ -101,10 +101,17 @@ def test_the_slow_tools_audit_runs_every_command_through_the_shims(host, tmp_pat
     assert result["audit_wall_s"]["n"] == 1
 
 
-def test_a_measured_child_reports_status_cpu_and_its_own_peak():
+def test_a_measured_child_reports_status_cpu_and_its_own_peak(host, tmp_path):
     run = bench.run_measured(bench.bee_argv("--version"), cwd=bench.AGENT)
     assert run.returncode == 0
     assert run.cpu_s > 0
+    assert run.peak_kib is not None and run.peak_kib > 1000
+    # An audit leaves through os._exit (past finally and atexit): the peak is reported anyway.
+    audit = bench.bee_argv(
+        "audit", "--replay", str(host), "-o", str(tmp_path / "d.json"), "--no-qr"
+    )
+    run = bench.run_measured(audit, cwd=bench.AGENT)
+    assert run.returncode == 0 and (tmp_path / "d.json").is_file()
     assert run.peak_kib is not None and run.peak_kib > 1000
     failed = bench.run_measured(
         bench.bee_argv("audit", "--replay", "/nonexistent"), cwd=bench.AGENT
