@@ -161,6 +161,13 @@ def run_measured(
     )
 
 
+def _peak_mib(values: Sequence[int | None]) -> float | None:
+    """The largest reported peak in MiB; None when any run did not report one."""
+    if not values or any(v is None for v in values):
+        return None
+    return round(max(v for v in values if v is not None) / 1024, 1)
+
+
 def spread(values: Sequence[float]) -> dict[str, float]:
     return {
         "median": statistics.median(values),
@@ -225,7 +232,7 @@ def measure_replay(host: Path, runs: int) -> dict[str, Any]:
             run = _checked(run_measured(argv, cwd=AGENT), "bee audit --replay")
             walls.append(run.wall_s)
             cpus.append(run.cpu_s)
-            rss.append(run.peak_kib or 0)
+            rss.append(run.peak_kib)
             document = json.loads(out.read_text(encoding="utf-8"))
             audit.append(float(document["duration_s"]))
             for name, entry in document["collectors"].items():
@@ -234,7 +241,7 @@ def measure_replay(host: Path, runs: int) -> dict[str, Any]:
         "wall_s": spread(walls),
         "cpu_s": spread(cpus),
         "audit_s": spread(audit),  # run_audit alone, as the document records it
-        "peak_rss_mib": round(max(rss) / 1024, 1),
+        "peak_rss_mib": _peak_mib(rss),
         # Collectors run in parallel threads: these overlap, they do not add up to audit_s.
         "collectors_s": {n: statistics.median(v) for n, v in collectors.items()},
     }
@@ -366,7 +373,7 @@ def measure_slow(host: Path, shims: Path, runs: int) -> dict[str, Any]:
             process_walls.append(run.wall_s)
             bee_cpu.append(child["bee_cpu_s"])
             total_cpu.append(run.cpu_s)
-            rss.append(run.peak_kib or 0)
+            rss.append(run.peak_kib)
     # The commands of the median run (by wall) stand for all runs.
     median_run = sorted(children, key=lambda c: c["wall_s"])[len(children) // 2]
     commands = median_run["commands"]
@@ -395,7 +402,7 @@ def measure_slow(host: Path, shims: Path, runs: int) -> dict[str, Any]:
         "ratio_sum_to_audit": round(sum(c["duration_s"] for c in commands) / audit, 2),
         "bee_cpu_s": spread(bee_cpu),
         "cpu_with_tools_s": spread(total_cpu),
-        "peak_rss_mib": round(max(rss) / 1024, 1),
+        "peak_rss_mib": _peak_mib(rss),
         "collectors": {
             name: {"status": c["status"], "duration_s": c["duration_s"]}
             for name, c in median_run["collectors"].items()
@@ -584,7 +591,7 @@ def format_table(results: dict[str, Any]) -> str:
                 f"  {name:<8} {shape.get('gpus', '-'):>5} {disks:>6} {shape.get('dimms', '-'):>6}"
                 f" {shape.get('pci', '-'):>5} {_s(row['wall_s']['median']):>8}"
                 f" {_s(row['cpu_s']['median']):>7} {_s(row['audit_s']['median']):>8}"
-                f" {row['peak_rss_mib']:>8.1f}"
+                f" {_s(row['peak_rss_mib'], 1):>8}"
             )
         big = replay.get("big") or {}
         if big.get("collectors_s"):
@@ -642,8 +649,10 @@ def format_table(results: dict[str, Any]) -> str:
             if isinstance(row, dict):
                 out.append(f"  {name:<38} {row['median'] * 1000:7.1f} ms  (n={row['n']})")
         out.append(f"  ratio bee / bare python               {startup['ratio']:.2f}x")
-    if results.get("peak_memory_mib") is not None:
-        out += ["", f"Peak memory of the big-host audit: {results['peak_memory_mib']:.1f} MiB"]
+    if "peak_memory_mib" in results:
+        peak = results["peak_memory_mib"]
+        shown = "not reported by every run" if peak is None else f"{peak:.1f} MiB"
+        out += ["", f"Peak memory of the big-host audit: {shown}"]
     iso = results.get("iso")
     if iso is not None:
         out += ["", "ISO"]
@@ -802,9 +811,8 @@ def main(argv: list[str] | None = None) -> int:
         results["slow_tools"] = measure_slow(big, shims, args.slow_runs)
         say(f"start-up, {args.startup_runs} runs each ...")
         results["startup"] = measure_startup(args.startup_runs)
-        results["peak_memory_mib"] = max(
-            results["replay"]["big"]["peak_rss_mib"], results["slow_tools"]["peak_rss_mib"]
-        )
+        peaks = [results["replay"]["big"]["peak_rss_mib"], results["slow_tools"]["peak_rss_mib"]]
+        results["peak_memory_mib"] = None if None in peaks else max(peaks)
         results["iso"] = iso_report(DIST, previous)
     except (BenchError, BigHostError) as exc:
         print(f"bench: {exc}", file=sys.stderr)
