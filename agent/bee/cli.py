@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import importlib
-import logging
 import os
-import pkgutil
 import signal
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, NoReturn
 
 from bee import __version__
 
-log = logging.getLogger("bee")
+# Modules that only some commands need are imported where they are used: `bee --version`
+# (and every start on the image) should cost little more than the interpreter itself.
 
 DEFAULT_OUTPUT = "/var/log/bee-audit.json"
 # What `bee parse` accepts; each name is provided by a PARSERS table in bee/tools/.
@@ -45,11 +42,23 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
+class _Version(argparse.Action):
+    """argparse's own version action builds a help formatter (and imports shutil) to print one
+    line; this prints it directly."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        sys.stdout.write(f"bee {__version__}\n")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bee", description="Audit this machine's hardware into one JSON document."
     )
-    parser.add_argument("--version", action="version", version=f"bee {__version__}")
+    parser.add_argument("--version", action=_Version, help="print bee's version and exit")
     parser.add_argument("-v", "--verbose", action="store_true", help="also log quiet notes")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -73,13 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     source = audit.add_mutually_exclusive_group()
     source.add_argument(
         "--capture",
-        type=Path,
         metavar="DIR",
         help="also save every raw command output and file read into DIR (for --replay)",
     )
     source.add_argument(
         "--replay",
-        type=Path,
         metavar="DIR",
         help="run no tools: rebuild the document from a directory made by --capture",
     )
@@ -94,6 +101,9 @@ def available_parsers() -> dict[str, Callable[[str], Any]]:
     import bee.tools
 
     parsers: dict[str, Callable[[str], Any]] = {}
+    import importlib
+    import pkgutil
+
     for module_info in pkgutil.iter_modules(bee.tools.__path__):
         module = importlib.import_module(f"bee.tools.{module_info.name}")
         parsers.update(getattr(module, "PARSERS", {}))
@@ -109,7 +119,11 @@ def cmd_parse(args: argparse.Namespace) -> int:
     if parser is None:
         raise UsageError(f"the {args.tool} parser is not written yet")
     try:
-        data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+        if args.file == "-":
+            data = sys.stdin.buffer.read()
+        else:
+            with open(args.file, "rb") as handle:
+                data = handle.read()
     except OSError as exc:
         raise UsageError(f"cannot read {args.file}: {exc.strerror or exc}") from None
     errors: list[str] = []
@@ -125,6 +139,8 @@ def cmd_parse(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from bee.audit import DEFAULT_DEADLINE_S, run_audit
     from bee.capture import CaptureError, ReplayRunner
     from bee.output import OutputError, write_atomic
@@ -135,10 +151,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
     deadline = args.deadline or DEFAULT_DEADLINE_S
     try:
         if args.replay is not None:
-            runner: Any = ReplayRunner(args.replay)
+            runner: Any = ReplayRunner(Path(args.replay))
             document = run_audit(runner, deadline_s=deadline, mode="replay")
         else:
-            document = run_audit(SystemRunner(), deadline_s=deadline, capture_dir=args.capture)
+            capture = Path(args.capture) if args.capture else None
+            document = run_audit(SystemRunner(), deadline_s=deadline, capture_dir=capture)
     except CaptureError as exc:
         raise UsageError(str(exc)) from None
 
@@ -193,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     try:
         args = build_parser().parse_args(argv)
+        import logging
+
         logging.basicConfig(
             level=logging.INFO if args.verbose else logging.WARNING,
             format="bee: %(message)s",
