@@ -37,18 +37,28 @@ def _counted(names: list[str]) -> str:
     return ", ".join(f"{n} x {name}" for name, n in Counter(names).most_common())
 
 
+def _number(value: Any) -> int | float:
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else 0
+
+
+def _name(value: Any) -> str:
+    return value if isinstance(value, str) and value else "?"
+
+
 def summary_lines(document: dict[str, Any]) -> list[str]:
-    system = _get(document, "board", "system") or {}
-    vendor = system.get("manufacturer") or "?"
-    product = system.get("product") or "?"
-    serial = system.get("serial") or "?"
-    lines = [f"bee {document.get('bee_version', '?')} audit of {vendor} {product}, S/N {serial}"]
+    """The console summary. Reads the document defensively: any section may be null."""
+    system = _get(document, "board", "system")
+    system = system if isinstance(system, dict) else {}
+    lines = [
+        f"bee {_name(document.get('bee_version'))} audit of {_name(system.get('manufacturer'))} "
+        f"{_name(system.get('product'))}, S/N {_name(system.get('serial'))}"
+    ]
 
     sockets = [s for s in _items(document, "cpu", "sockets") if s.get("populated")]
     if sockets:
-        cores = sum(s.get("core_count") or 0 for s in sockets)
-        threads = sum(s.get("thread_count") or 0 for s in sockets)
-        model = _counted([s.get("model") or "?" for s in sockets])
+        cores = sum(_number(s.get("core_count")) for s in sockets)
+        threads = sum(_number(s.get("thread_count")) for s in sockets)
+        model = _counted([_name(s.get("model")) for s in sockets])
         lines.append(f"CPU: {model} ({cores} cores, {threads} threads)")
     else:
         lines.append("CPU: not reported")
@@ -56,17 +66,19 @@ def summary_lines(document: dict[str, Any]) -> list[str]:
     memory = document.get("memory")
     if isinstance(memory, dict):
         slots = _items(memory, "slots")
+        populated = memory.get("populated_count")
+        populated = populated if isinstance(populated, int) else "?"
         lines.append(
-            f"Memory: {human_bytes(memory.get('total_bytes'))} in "
-            f"{memory.get('populated_count', '?')} of {len(slots)} slots"
+            f"Memory: {human_bytes(memory.get('total_bytes'))} in {populated} of {len(slots)} slots"
         )
     else:
         lines.append("Memory: not reported")
 
-    disks = _items(document, "storage", "disks")
+    # The medium bee booted from (the live CD/USB) is listed in the document, not counted here.
+    disks = [d for d in _items(document, "storage", "disks") if not d.get("is_boot_medium")]
     if disks:
-        total = sum(d.get("size_bytes") or 0 for d in disks)
-        verdicts = Counter(_get(d, "health", "verdict") or "unknown" for d in disks)
+        total = sum(_number(d.get("size_bytes")) for d in disks)
+        verdicts = Counter(_name(_get(d, "health", "verdict")) for d in disks)
         health = ", ".join(f"{n} {v}" for v, n in sorted(verdicts.items()))
         lines.append(f"Disks: {len(disks)}, {human_bytes(total)} ({health})")
     else:
@@ -74,8 +86,8 @@ def summary_lines(document: dict[str, Any]) -> list[str]:
 
     gpus = _items(document, "nvidia", "gpus")
     if gpus:
-        driver = _get(document, "nvidia", "driver_version") or "?"
-        lines.append(f"GPUs: {_counted([g.get('name') or '?' for g in gpus])}, driver {driver}")
+        driver = _name(_get(document, "nvidia", "driver_version"))
+        lines.append(f"GPUs: {_counted([_name(g.get('name')) for g in gpus])}, driver {driver}")
     else:
         lines.append("GPUs: none reported")
 
@@ -85,7 +97,8 @@ def summary_lines(document: dict[str, Any]) -> list[str]:
 
     findings = _items(document, "findings")
     serious = [f for f in findings if f.get("severity") in ("warning", "critical")]
-    errors = document.get("errors") or []
+    errors = document.get("errors")
+    errors = errors if isinstance(errors, list) else []
     lines.append(f"Findings: {len(serious)}, errors: {len(errors)}")
     return lines
 
