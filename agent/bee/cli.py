@@ -145,7 +145,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from bee.capture import CaptureError, ReplayRunner
     from bee.output import OutputError, write_atomic
     from bee.runner import SystemRunner
-    from bee.serialize import dumps
+    from bee.serialize import dumps_ready
     from bee.summary import qr_code, summary_lines
 
     deadline = args.deadline or DEFAULT_DEADLINE_S
@@ -159,7 +159,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     except CaptureError as exc:
         raise UsageError(str(exc)) from None
 
-    text = dumps(document)
+    text = dumps_ready(document)
     to_stdout = args.output == "-"
     status = 0
     if to_stdout:

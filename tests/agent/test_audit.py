@@ -12,7 +12,7 @@ import pytest
 from bee.audit import run_audit
 from bee.capture import ReplayRunner
 from bee.runner import SystemRunner
-from conftest import fake_tool, pid_alive, run_bee
+from conftest import REPO, fake_tool, pid_alive, run_bee
 
 SECTIONS = ("board", "cpu", "memory", "storage", "pcie", "psu", "nvidia")
 
@@ -176,3 +176,13 @@ def test_usage_errors_exit_2_with_a_usage_line(argv):
     assert proc.returncode == 2
     assert proc.stderr.startswith("usage: bee")
     assert "Traceback" not in proc.stderr
+
+
+def test_document_is_json_ready_as_returned(tmp_path):
+    # The CLI writes run_audit's document without a second to_jsonable walk.
+    from bee.serialize import to_jsonable
+
+    document = run_audit(
+        ReplayRunner(REPO / "tests" / "vm" / "qemu-q35" / "bee-capture"), deadline_s=30
+    )
+    assert to_jsonable(document) == document
