@@ -178,7 +178,7 @@ def test_usage_errors_exit_2_with_a_usage_line(argv):
     assert "Traceback" not in proc.stderr
 
 
-def test_document_is_json_ready_as_returned(tmp_path):
+def test_document_is_json_ready_as_returned():
     # The CLI writes run_audit's document without a second to_jsonable walk.
     from bee.serialize import to_jsonable
 
