@@ -29,40 +29,40 @@ def tests(session: nox.Session) -> None:
 @nox.session(venv_backend="none", default=False)
 def nvidia_modules(session: nox.Session) -> None:
     """Build (or reuse from cache) the NVIDIA modules and user space for the pinned kernel."""
-    session.run("python3", "-m", "buildtools.nvidia", *session.posargs, external=True)
+    session.run("python3", "-m", "buildtools.nvidia.build", *session.posargs, external=True)
 
 
 @nox.session(venv_backend="none", default=False)
 def build_iso(session: nox.Session) -> None:
     """Build the bee live ISO into dist/ (root on Debian bookworm; see --help)."""
-    session.run("python3", "-m", "buildtools.build_iso", *session.posargs, external=True)
+    session.run("python3", "-m", "buildtools.image.build_iso", *session.posargs, external=True)
 
 
 @nox.session(venv_backend="none", default=False)
 def build_iso_container(session: nox.Session) -> None:
     """Build the ISO inside a privileged container (for non-Debian hosts)."""
-    session.run("python3", "-m", "buildtools.container", *session.posargs, external=True)
+    session.run("python3", "-m", "buildtools.image.container", *session.posargs, external=True)
 
 
 @nox.session(venv_backend="none", default=False)
 def bump_kernel(session: nox.Session) -> None:
     """Update DEBIAN_KERNEL_ABI in iso/builder/VERSIONS to the newest ABI on the mirror."""
-    session.run("python3", "-m", "buildtools.kernel", "bump", *session.posargs, external=True)
+    session.run("python3", "-m", "buildtools.pins.kernel", "bump", *session.posargs, external=True)
 
 
 @nox.session(venv_backend="none", default=False)
 def vm_test(session: nox.Session) -> None:
     """Boot the ISO in QEMU on emulated server hardware, run the smoke test, check the audit."""
-    session.run("python3", "-m", "buildtools.vm_test", *session.posargs, external=True)
+    session.run("python3", "-m", "buildtools.vm.vm_test", *session.posargs, external=True)
 
 
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
     """Benchmark the audit on a synthetic big GPU server; prints a table, writes dist/bench.json."""
-    session.run("python", "-m", "buildtools.bench", *session.posargs)
+    session.run("python", "-m", "buildtools.bench.bench", *session.posargs)
 
 
 @nox.session(venv_backend="none", default=False)
 def nvidia_bootcheck(session: nox.Session) -> None:
     """Boot the pinned Debian kernel in QEMU and insmod the built NVIDIA modules (no GPU)."""
-    session.run("python3", "-m", "buildtools.nvidia_bootcheck", *session.posargs, external=True)
+    session.run("python3", "-m", "buildtools.nvidia.bootcheck", *session.posargs, external=True)

@@ -328,10 +328,10 @@ def test_qemu_guest_nics_links_and_no_false_width_finding(tmp_path):
 def test_qemu_guest_replay_passes_the_vm_test_checks_for_these_sections(
     tmp_path, validate_document
 ):
-    """The whole audit over the guest's real outputs, judged by buildtools.vm_checks."""
+    """The whole audit over the guest's real outputs, judged by buildtools.vm.checks."""
     from bee.audit import run_audit
-    from buildtools import vm_checks
-    from buildtools.qemu import load_hardware
+    from buildtools.vm import checks as vm_checks
+    from buildtools.vm.qemu import load_hardware
 
     hw = load_hardware()
     if hw.system.get("serial") != "S411294X9C07713":

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from buildtools.staging import parse_release
+from buildtools.image.staging import parse_release
 
 REPO = Path(__file__).resolve().parents[2]
 BEE_UNITS = ("bee-sshsetup", "bee-network", "bee-nvidia", "bee-audit")

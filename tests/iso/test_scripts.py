@@ -68,7 +68,7 @@ def test_bee_nvidia_has_gpu_matches_the_pci_bus() -> None:
 
 
 def built_nvidia_modules() -> Path | None:
-    """modules/ of a buildtools/nvidia.py cache entry in dist/, if one was built here."""
+    """modules/ of a buildtools/nvidia/build.py cache entry in dist/, if one was built here."""
     found = sorted((REPO / "dist").glob("nvidia-*/modules/nvidia.ko"))
     return found[-1].parent if found else None
 

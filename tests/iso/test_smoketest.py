@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from buildtools import staging
+from buildtools.image import staging
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKETEST = REPO / "iso" / "builder" / "smoketest.sh"

@@ -1,0 +1,145 @@
+"""`nox -s build_iso_container -- [build_iso options]`: the ISO build in a privileged container.
+
+For hosts that are not Debian bookworm. Builds the image from buildtools/image/Containerfile (tagged
+with a digest of the file, so a changed recipe is rebuilt and an unchanged one reused), then
+runs `python3 -m buildtools.image.build_iso` inside it with the source tree mounted at /src.
+`--privileged` is required: live-build mounts /proc and /dev in its chroot and uses loop devices.
+Files named by --authorized-keys, --vendor-dir and --out outside the tree are mounted too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from buildtools.pins.versions import REPO_ROOT
+
+CONTAINERFILE = REPO_ROOT / "buildtools" / "image" / "Containerfile"
+ENGINES = ("podman", "docker")
+SOURCE_MOUNT = "/src"
+# build_iso options that name host paths, and where each goes in the container.
+PATH_OPTIONS = {
+    "--authorized-keys": ("/run/bee/authorized_keys", True),
+    "--vendor-dir": ("/run/bee/vendor", True),
+    "--out": ("/run/bee/out", False),
+}
+
+
+class ContainerError(Exception):
+    """The container build cannot start; the message is one line."""
+
+
+def find_engine(which=shutil.which) -> str:
+    for engine in ENGINES:
+        path = which(engine)
+        if path:
+            return path
+    raise ContainerError(
+        "no container engine (podman or docker) found: install one, or run "
+        "`nox -s build_iso` as root on a Debian bookworm host"
+    )
+
+
+def image_tag(containerfile: Path = CONTAINERFILE) -> str:
+    digest = hashlib.sha256(containerfile.read_bytes()).hexdigest()[:12]
+    return f"bee-builder:{digest}"
+
+
+def translate_args(args: list[str], repo: Path) -> tuple[list[str], list[str]]:
+    """build_iso args as seen in the container, and the -v mounts they need.
+
+    Paths inside the source tree are rewritten under /src; others are bind-mounted.
+    """
+    repo = repo.resolve()
+    out_args: list[str] = []
+    mounts: list[str] = []
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        name, sep, inline = arg.partition("=")
+        if name in PATH_OPTIONS:
+            if sep:
+                value = inline
+            elif index + 1 < len(args):
+                index += 1
+                value = args[index]
+            else:
+                raise ContainerError(f"{name} needs a path")
+            host = Path(value).expanduser().resolve()
+            target, read_only = PATH_OPTIONS[name]
+            if host == repo or repo in host.parents:
+                inside = f"{SOURCE_MOUNT}/{host.relative_to(repo)}".rstrip("/.")
+            else:
+                if read_only and not host.exists():
+                    raise ContainerError(f"{name} {value}: no such file or directory")
+                if not read_only:
+                    host.mkdir(parents=True, exist_ok=True)
+                mounts += ["-v", f"{host}:{target}{':ro' if read_only else ''}"]
+                inside = target
+            out_args += [name, inside]
+        else:
+            out_args.append(arg)
+        index += 1
+    return out_args, mounts
+
+
+def run_argv(engine: str, tag: str, repo: Path, args: list[str]) -> list[str]:
+    inner, mounts = translate_args(args, repo)
+    return [
+        engine,
+        "run",
+        "--rm",
+        "--privileged",
+        "-v",
+        f"{repo.resolve()}:{SOURCE_MOUNT}",
+        *mounts,
+        "-w",
+        SOURCE_MOUNT,
+        tag,
+        "python3",
+        "-m",
+        "buildtools.image.build_iso",
+        *inner,
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] in (["-h"], ["--help"]):
+        print(__doc__)
+        return 0
+    try:
+        engine = find_engine()
+        tag = image_tag()
+        command = run_argv(engine, tag, REPO_ROOT, args)
+    except ContainerError as exc:
+        print(f"build_iso_container: {exc}", file=sys.stderr)
+        return 1
+    info = subprocess.run([engine, "info"], capture_output=True, text=True, check=False)
+    if info.returncode != 0:
+        last = (info.stderr.strip().splitlines() or ["no output"])[-1]
+        print(f"build_iso_container: {engine} is not usable: {last}", file=sys.stderr)
+        return 1
+    have = subprocess.run([engine, "image", "inspect", tag], capture_output=True, check=False)
+    if have.returncode != 0:
+        print(f"building the builder image {tag} from {CONTAINERFILE.relative_to(REPO_ROOT)}")
+        build = subprocess.run(
+            [engine, "build", "-t", tag, "-f", str(CONTAINERFILE), str(CONTAINERFILE.parent)],
+            check=False,
+        )
+        if build.returncode != 0:
+            print(f"build_iso_container: {engine} build failed", file=sys.stderr)
+            return 1
+    print("$ " + " ".join(command), flush=True)
+    try:
+        return subprocess.run(command, check=False, env=dict(os.environ)).returncode
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,290 @@
+"""Build (or reuse) the NVIDIA kernel modules and user space for the image's pinned kernel.
+
+    python3 -m buildtools.nvidia.build [--source debian|run] [--run-file PATH] [--dist DIR]
+    nox -s nvidia_modules -- [same options]
+
+Step 6 of the image build. Reads NVIDIA_DRIVER_VERSION, NVIDIA_FLAVOUR, NVIDIA_SOURCE,
+NVIDIA_RUN_URL, NVIDIA_RUN_SHA256 and DEBIAN_KERNEL_ABI from iso/builder/VERSIONS, and leaves
+`dist/nvidia-<version>-<kver>/` (layout in buildtools/nvidia/cache.py). A second run with the
+same inputs verifies the entry's sha256s and reuses it without network. One progress line per
+step; every command's output goes to dist/logs/nvidia.log, printed on failure.
+
+The ISO builder calls `ensure_nvidia(versions, dist_dir, log)`; the result is path-like (the
+cache directory) and carries the manifest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from buildtools.nvidia import kbuild, sources
+from buildtools.nvidia.cache import NvidiaBuild, build_entry, cache_dir, load_entry, pid_alive
+from buildtools.nvidia.steps import CommandLog, NvidiaError, Steps
+from buildtools.pins.aptrepo import AptError, AptRepo
+from buildtools.pins.versions import REPO_ROOT, Versions, VersionsError, load_versions
+
+SOURCES = ("debian", "run")
+FLAVOURS = ("proprietary", "open")
+_VERSION = re.compile(r"^\d+\.\d+(\.\d+)?$")
+_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
+
+__all__ = ["DriverPins", "NvidiaBuild", "NvidiaError", "ensure_nvidia", "main"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DriverPins:
+    """What VERSIONS (and the command line) ask for, checked before any long step."""
+
+    version: str
+    flavour: str
+    source: str
+    kernel_abi: str
+    run_url: str = ""
+    run_sha256: str = ""
+    run_file: Path | None = None
+
+    @classmethod
+    def from_versions(
+        cls, versions: Versions, *, source: str | None = None, run_file: Path | None = None
+    ) -> DriverPins:
+        pins = cls(
+            version=versions["NVIDIA_DRIVER_VERSION"],
+            flavour=versions.get("NVIDIA_FLAVOUR", "proprietary"),
+            source=source or versions.get("NVIDIA_SOURCE", "debian"),
+            kernel_abi=versions.kernel_abi,
+            run_url=versions.get("NVIDIA_RUN_URL"),
+            run_sha256=versions.get("NVIDIA_RUN_SHA256").lower(),
+            run_file=run_file,
+        )
+        pins.check()
+        return pins
+
+    def check(self) -> None:
+        if not _VERSION.match(self.version):
+            raise NvidiaError(f"NVIDIA_DRIVER_VERSION {self.version!r} is not like 535.309.01")
+        if self.flavour not in FLAVOURS:
+            raise NvidiaError(f"NVIDIA_FLAVOUR {self.flavour!r} is not one of {FLAVOURS}")
+        if self.source not in SOURCES:
+            raise NvidiaError(f"NVIDIA_SOURCE {self.source!r} is not one of {SOURCES}")
+        kbuild.parse_abi(self.kernel_abi)
+        if self.run_file is not None and self.source != "run":
+            raise NvidiaError("--run-file needs --source run (or NVIDIA_SOURCE=run)")
+        if self.source == "run" and self.run_sha256 and not _SHA256.match(self.run_sha256):
+            raise NvidiaError(f"NVIDIA_RUN_SHA256 {self.run_sha256!r} is not a sha256 digest")
+
+    def cache_inputs(self) -> dict[str, Any]:
+        """What decides the cache entry's content; any change means a rebuild."""
+        inputs: dict[str, Any] = {
+            "version": self.version,
+            "flavour": self.flavour,
+            "kernel_abi": self.kernel_abi,
+            "source": self.source,
+        }
+        if self.source == "run":
+            inputs["run_sha256"] = self.run_sha256
+        return inputs
+
+
+SayFn = Callable[[str], None]
+
+
+def ensure_nvidia(
+    versions: Versions,
+    dist_dir: Path,
+    log: SayFn = print,
+    *,
+    source: str | None = None,
+    run_file: Path | None = None,
+    log_file: Path | None = None,
+    jobs: int | None = None,
+) -> NvidiaBuild:
+    """The cache entry for the pinned driver and kernel: reused if valid, else built.
+
+    `log` gets one progress line per step. Raises NvidiaError (or AptError) with a one-line
+    message; command output is in `log_file` (default dist/logs/nvidia.log).
+    """
+    dist_dir = Path(dist_dir).resolve()
+    pins = DriverPins.from_versions(versions, source=source, run_file=run_file)
+    steps = Steps(log)
+    commands = CommandLog(log_file or dist_dir / "logs" / "nvidia.log")
+    commands.write(f"\n=== {datetime.now(UTC).isoformat()} ensure_nvidia {pins}\n")
+    final = cache_dir(dist_dir, pins.version, pins.kernel_abi)
+    inputs = pins.cache_inputs()
+
+    with steps.step("cache") as result:
+        entry, why = load_entry(final, inputs)
+        result.detail = f"hit {final}" if entry else f"miss: {why}"
+    if entry is not None:
+        return entry
+
+    started = time.monotonic()
+    repo = AptRepo.from_versions(versions, dist_dir, log=commands.write)
+    if pins.source == "run":
+        with steps.step("fetch installer") as result:
+            run_path, cached = sources.fetch_run(
+                url=pins.run_url,
+                sha256=pins.run_sha256,
+                version=pins.version,
+                dist_dir=dist_dir,
+                local_file=pins.run_file,
+            )
+            result.detail = f"{run_path.name} sha256 ok" + (" (cached)" if cached else "")
+    with steps.step("kernel headers") as result:
+        result.detail = kbuild.ensure_headers(pins.kernel_abi, repo)
+        compiler = kbuild.kernel_compiler(pins.kernel_abi)
+
+    with work_dir(dist_dir) as work:
+        with steps.step(f"driver source ({pins.source})") as result:
+            if pins.source == "run":
+                tree = sources.extract_run(
+                    run_path,
+                    version=pins.version,
+                    flavour=pins.flavour,
+                    work=work,
+                    log=commands,
+                )
+                result.detail = f"extracted {tree.root.name}"
+            else:
+                tree = sources.fetch_debian(
+                    repo,
+                    version=pins.version,
+                    flavour=pins.flavour,
+                    debs_dir=dist_dir / "nvidia-debs",
+                    work=work,
+                    log=commands,
+                )
+                result.detail = f"{len(tree.origin['packages'])} packages at {pins.version}"
+
+        def fill(entry_dir: Path) -> dict[str, Any]:
+            with steps.step(f"make modules ({pins.flavour}, {compiler})") as result:
+                built = kbuild.build_modules(
+                    tree.kernel_src, pins.kernel_abi, compiler, commands, jobs
+                )
+                result.detail = ", ".join(module.name for module in built)
+            with steps.step("check modules") as result:
+                (entry_dir / "modules").mkdir()
+                shipped = []
+                for module in built:
+                    shutil.copyfile(module, entry_dir / "modules" / module.name)
+                    shipped.append(entry_dir / "modules" / module.name)
+                kbuild.strip_debug(shipped, commands)
+                module_fields = kbuild.check_modules(
+                    shipped, kernel_abi=pins.kernel_abi, version=pins.version, log=commands
+                )
+                result.detail = f"vermagic {pins.kernel_abi}, version {pins.version}: ok"
+            with steps.step("user space") as result:
+                user_fields = kbuild.assemble_user_space(tree, entry_dir, pins.version)
+                smi = kbuild.check_user_space(entry_dir, commands)
+                result.detail = f"nvidia-smi here: {smi}"
+            return {
+                "version": pins.version,
+                "flavour": pins.flavour,
+                "kernel_abi": pins.kernel_abi,
+                "source": pins.source,
+                "source_detail": tree.origin,
+                "compiler": compiler,
+                "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "build_seconds": round(time.monotonic() - started, 1),
+                "nvidia_smi_on_build_host": smi,
+                **module_fields,
+                **user_fields,
+            }
+
+        with steps.step("cache entry") as result:
+            entry = build_entry(final, inputs, fill)
+            result.detail = f"{final} ({_size_mib(final):.0f} MiB)"
+    return entry
+
+
+@contextmanager
+def work_dir(dist_dir: Path) -> Iterator[Path]:
+    """dist/.nvidia-work-<pid>/, removed afterwards; ones left by killed builds are removed too."""
+    for stale in dist_dir.glob(".nvidia-work-*"):
+        pid = stale.name.rpartition("-")[2]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    work = dist_dir / f".nvidia-work-{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    try:
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _size_mib(path: Path) -> float:
+    files = [p for p in path.rglob("*") if p.is_file() and not p.is_symlink()]
+    return sum(p.stat().st_size for p in files) / (1 << 20)
+
+
+def _raise_interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _interrupt_on_signals() -> None:
+    """SIGTERM/SIGHUP (a CI timeout, a closed terminal) clean up like Ctrl-C does: the running
+    command's process group is killed and the partial cache entry removed. SIGINT is reset too,
+    since a shell starts background jobs with it ignored."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _raise_interrupt)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python3 -m buildtools.nvidia.build",
+        description="Build (or reuse) the NVIDIA modules and user space for the pinned kernel.",
+    )
+    parser.add_argument("--source", choices=SOURCES, help="override NVIDIA_SOURCE")
+    parser.add_argument("--run-file", type=Path, help="a local .run installer (--source run)")
+    parser.add_argument("--dist", type=Path, default=REPO_ROOT / "dist", help="output directory")
+    parser.add_argument("--versions", type=Path, help="VERSIONS file (default: iso/builder/)")
+    parser.add_argument("--jobs", type=int, help="make -j (default: all CPUs, under nice)")
+    args = parser.parse_args(argv)
+    _interrupt_on_signals()
+    log_file = args.dist.resolve() / "logs" / "nvidia.log"
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+
+    try:
+        versions = load_versions(args.versions) if args.versions else load_versions()
+        build = ensure_nvidia(
+            versions,
+            args.dist,
+            say,
+            source=args.source,
+            run_file=args.run_file,
+            log_file=log_file,
+            jobs=args.jobs,
+        )
+    except (NvidiaError, AptError, VersionsError) as exc:
+        print(f"nvidia: error: {exc}", file=sys.stderr)
+        if log_file.exists():
+            print(f"nvidia: full log: {log_file}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("nvidia: interrupted; no cache entry was written", file=sys.stderr)
+        return 130
+    manifest = build.manifest
+    print(
+        f"nvidia: {manifest['version']} {manifest['flavour']} for {manifest['kernel_abi']} "
+        f"from {manifest['source']}: {build.path}" + (" (reused)" if build.cache_hit else "")
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

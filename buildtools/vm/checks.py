@@ -1,0 +1,358 @@
+"""What `nox -s vm_test` checks, as pure functions: (evidence, hardware) -> [(name, ok, detail)].
+
+The evidence is what came back from the guest (the audit document, `ipmitool fru`, `ip -j addr`,
+the serial log); the hardware is tests/vm/hardware.toml as buildtools.vm.qemu.Hardware. Nothing
+here runs a VM, so every check is unit-tested against real outputs in tests/buildtools/.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from buildtools.vm.qemu import Hardware
+
+CheckResult = tuple[str, bool, str]
+
+
+def _check(name: str, ok: bool, detail: str) -> CheckResult:
+    return (name, bool(ok), detail)
+
+
+def _equal(name: str, got: object, want: object) -> CheckResult:
+    return _check(name, got == want, f"got {got!r}, want {want!r}")
+
+
+# --- ipmitool fru -----------------------------------------------------------------------------
+
+# "FRU Device Description : PS1 (ID 2)"
+_FRU_HEADER = re.compile(r"^FRU Device Description\s*:\s*(?P<name>.*?)\s*\(ID (?P<id>\d+)\)\s*$")
+
+
+def parse_ipmitool_fru(text: str) -> dict[int, dict[str, str]]:
+    """{FRU ID: {field: value}} from `ipmitool fru` (' Board Serial          : X' lines)."""
+    devices: dict[int, dict[str, str]] = {}
+    current: dict[str, str] | None = None
+    for line in text.splitlines():
+        header = _FRU_HEADER.match(line)
+        if header:
+            current = {"Description": header["name"]}
+            devices[int(header["id"])] = current
+            continue
+        if current is None or not line.startswith(" "):
+            continue
+        key, sep, value = line.partition(":")
+        if sep and key.strip() and key.strip() not in current:
+            current[key.strip()] = value.strip()
+    return devices
+
+
+def check_ipmitool_fru(text: str, hw: Hardware) -> list[CheckResult]:
+    """The real ipmitool, in the guest, decodes every FRU device buildtools.vm.fru wrote.
+
+    text is `ipmitool -v fru print`: ipmitool 1.8.19 prints multirecords (the Power Supply
+    Information record and its capacity) only when verbose.
+    """
+    decoded = parse_ipmitool_fru(text)
+    results: list[CheckResult] = []
+    for device in hw.fru_devices:
+        got = decoded.get(device.fru_id)
+        label = f"ipmitool fru: {device.name} (ID {device.fru_id})"
+        if got is None:
+            results.append(_check(label, False, f"not in the output (IDs seen: {sorted(decoded)})"))
+            continue
+        want: dict[str, str] = {"Description": device.name}
+        if device.board:
+            want |= {
+                "Board Mfg": device.board.manufacturer,
+                "Board Product": device.board.product,
+                "Board Serial": device.board.serial,
+                "Board Part Number": device.board.part,
+            }
+        if device.product:
+            want |= {
+                "Product Manufacturer": device.product.manufacturer,
+                "Product Name": device.product.name,
+                "Product Part Number": device.product.part,
+                "Product Version": device.product.version,
+                "Product Serial": device.product.serial,
+            }
+        if device.chassis:
+            want |= {
+                "Chassis Part Number": device.chassis.part,
+                "Chassis Serial": device.chassis.serial,
+            }
+        if device.power_supply:
+            # "  Capacity                   : 2200 W" under " Power Supply Record" (-v only)
+            want["Capacity"] = f"{device.power_supply.capacity_w} W"
+        wrong = [f"{k}: got {got.get(k)!r}, want {v!r}" for k, v in want.items() if got.get(k) != v]
+        if device.board and "Board Mfg Date" not in got:
+            wrong.append("no Board Mfg Date")
+        results.append(_check(label, not wrong, "; ".join(wrong) or f"{len(want)} fields match"))
+    return results
+
+
+# --- boot 2 and 3 -----------------------------------------------------------------------------
+
+
+def nic_without_ipv4(ip_json: str, mac: str) -> tuple[bool, str]:
+    """From `ip -j addr show`: the NIC with this MAC exists, is up and has no IPv4 address."""
+    try:
+        links = json.loads(ip_json)
+    except ValueError:
+        return False, "`ip -j addr show` did not print JSON"
+    for link in links if isinstance(links, list) else []:
+        if not isinstance(link, dict) or str(link.get("address", "")).lower() != mac:
+            continue
+        inet = [a.get("local") for a in link.get("addr_info", []) if a.get("family") == "inet"]
+        name = link.get("ifname")
+        if inet:
+            return False, f"{name} has IPv4 {', '.join(map(str, inet))}"
+        return True, f"{name} ({link.get('operstate')}) has no IPv4 address"
+    return False, f"no interface with MAC {mac}"
+
+
+def host_keys_differ(first: set[str], second: set[str], seen_by: str) -> CheckResult:
+    """No SSH host key (or fingerprint) of boot 1 comes back in boot 2."""
+    name = f"SSH host keys differ between boots ({seen_by})"
+    if not first or not second:
+        return _check(name, False, f"host keys recorded: boot 1 {len(first)}, boot 2 {len(second)}")
+    same = first & second
+    if same:
+        return _check(name, False, f"{len(same)} identical: {sorted(same)[0][:70]}")
+    return _check(name, True, f"{len(first)} and {len(second)} keys, none shared")
+
+
+# bee-sshsetup logs each key it generates; the journal forwards it to the console:
+#   "[  310.5] bee-sshsetup[953]: bee-sshsetup: host key 256 SHA256:EiV8+25k... root@bee (ED25519)"
+_HOST_KEY_LINE = re.compile(r"bee-sshsetup: host key \d+ (SHA256:[A-Za-z0-9+/=]+) .*\((\w+)\)")
+
+
+def serial_host_keys(serial_text: str) -> set[str]:
+    """'TYPE SHA256:...' of every host key fingerprint bee-sshsetup printed on the console."""
+    return {f"{m[2]} {m[1]}" for m in _HOST_KEY_LINE.finditer(strip_ansi(serial_text))}
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def strip_ansi(text: str) -> str:
+    """systemd colours its status lines: "[ESC[0;32m  OK  ESC[0m] Started ..."."""
+    return _ANSI.sub("", text)
+
+
+# Serial-console lines that show, without any network, that sshd and the audit ran:
+#   "[  312.1] sshd[1012]: Server listening on 0.0.0.0 port 22."  (journal forwarded)
+#   "[  OK  ] Started ssh.service - OpenBSD Secure Shell server."  (systemd status)
+#   "===== bee audit (exit 0, 41s): /var/log/bee-audit.json ====="  (bee-audit-boot)
+SERIAL_MARKERS: dict[str, re.Pattern[str]] = {
+    "sshd": re.compile(r"sshd\[\d+\]: Server listening on|Started ssh\.service"),
+    "audit": re.compile(r"===== bee audit \(exit (\d+)"),
+}
+
+
+def check_serial_markers(seen: dict[str, float]) -> list[CheckResult]:
+    return [
+        _check(
+            f"serial console shows {name} without DHCP",
+            name in seen,
+            f"after {seen[name]:.0f} s" if name in seen else "never appeared",
+        )
+        for name in SERIAL_MARKERS
+    ]
+
+
+# --- the audit document -----------------------------------------------------------------------
+
+
+def _get(document: Any, *path: str | int) -> Any:
+    node = document
+    for key in path:
+        if isinstance(key, int):
+            node = node[key] if isinstance(node, list) and -len(node) <= key < len(node) else None
+        else:
+            node = node.get(key) if isinstance(node, dict) else None
+        if node is None:
+            return None
+    return node
+
+
+def _items(value: Any) -> list[dict[str, Any]]:
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def check_audit(document: dict[str, Any], hw: Hardware) -> list[CheckResult]:
+    """The audit against the hardware description; see each helper for the fields it reads."""
+    results: list[CheckResult] = []
+    for part in (
+        check_collectors,
+        check_board,
+        check_cpu,
+        check_memory,
+        check_storage,
+        check_pcie,
+        check_psu,
+    ):
+        try:
+            results += part(document, hw)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            name = part.__name__.removeprefix("check_")
+            results.append(_check(name, False, f"unexpected document shape: {exc!r}"))
+    return results
+
+
+def check_collectors(document: dict[str, Any], hw: Hardware) -> list[CheckResult]:
+    """Every collector ran; the only acceptable error-free 'empty' is NVIDIA (no GPU here)."""
+    results: list[CheckResult] = []
+    collectors = document.get("collectors") or {}
+    for name in ("board", "cpu", "memory", "storage", "pcie", "psu"):
+        status = _get(collectors, name, "status")
+        results.append(_equal(f"collector {name} status", status, "ok"))
+    nvidia = _get(collectors, "nvidia", "status")
+    results.append(
+        _check("collector nvidia skipped (no GPU)", nvidia in ("empty", "ok"), repr(nvidia))
+    )
+    errors = [e for e in _items(document.get("errors")) if e.get("collector") != "nvidia"]
+    results.append(
+        _check(
+            "no collector errors except NVIDIA's",
+            not errors,
+            "; ".join(f"{e.get('collector')}: {e.get('message')}" for e in errors[:5]) or "none",
+        )
+    )
+    return results
+
+
+def check_board(document: dict[str, Any], hw: Hardware) -> list[CheckResult]:
+    """board.{system,baseboard,chassis,bios} (dmidecode -t 0,1,2,3)."""
+    board = document.get("board") or {}
+    system, baseboard, chassis, bios = (
+        board.get("system") or {},
+        board.get("baseboard") or {},
+        board.get("chassis") or {},
+        board.get("bios") or {},
+    )
+    return [
+        _equal("system manufacturer", system.get("manufacturer"), hw.system["manufacturer"]),
+        _equal("system product", system.get("product"), hw.system["product"]),
+        _equal("system serial", system.get("serial"), hw.system["serial"]),
+        _equal("baseboard product", baseboard.get("product"), hw.baseboard["product"]),
+        _equal("baseboard serial", baseboard.get("serial"), hw.baseboard["serial"]),
+        _equal("chassis manufacturer", chassis.get("manufacturer"), hw.chassis["manufacturer"]),
+        _equal("chassis serial", chassis.get("serial"), hw.chassis["serial"]),
+        _equal("chassis type", chassis.get("type"), hw.chassis["type"]),
+        _equal("BIOS vendor", bios.get("vendor"), hw.bios["vendor"]),
+        _equal("BIOS version", bios.get("version"), hw.bios["version"]),
+    ]
+
+
+def check_cpu(document: dict[str, Any], hw: Hardware) -> list[CheckResult]:
+    """cpu.sockets[] (dmidecode -t 4): one per socket, model = the SMBIOS version string."""
+    sockets = [
+        s for s in _items(_get(document, "cpu", "sockets")) if s.get("populated") is not False
+    ]
+    models = sorted({str(s.get("model")) for s in sockets})
+    return [
+        _equal("CPU sockets", len(sockets), hw.sockets),
+        _equal("CPU model", models, [str(hw.processor["version"])]),
+    ]
+
+
+def check_memory(document: dict[str, Any], hw: Hardware) -> list[CheckResult]:
+    """memory.slots[] (dmidecode -t 17): the populated ones, their sizes and serials."""
+    dimms = [d for d in _items(_get(document, "memory", "slots")) if d.get("populated")]
+    sizes = sorted(int(d.get("size_bytes") or 0) // (1024 * 1024) for d in dimms)
+    serials = sorted({str(d.get("serial")) for d in dimms})
+    return [
+        _equal("DIMM count", len(dimms), len(hw.dimm_sizes_mib)),
+        _equal("DIMM sizes (MiB)", sizes, sorted(hw.dimm_sizes_mib)),
+        _equal("DIMM serials", serials, [str(hw.memory["serial"])]),
+    ]
+
+
+def check_storage(document: dict[str, Any], hw: Hardware) -> list[CheckResult]:
+    """storage.disks[]: each described disk by serial, its size; the NVMe health section."""
+    disks = _items(_get(document, "storage", "disks"))
+    by_serial = {str(d.get("serial")): d for d in disks}
+    results: list[CheckResult] = []
+    for disk in hw.disks:
+        got = by_serial.get(disk.serial)
+        label = f"{disk.bus} disk {disk.serial}"
+        if got is None:
+            results.append(_check(label, False, f"not found (serials: {sorted(by_serial)})"))
+            continue
+        results.append(_equal(f"{label} size", got.get("size_bytes"), disk.size_bytes))
+        if disk.bus == "nvme":
+            results += _check_nvme_health(label, got)
+        elif disk.bus == "sata":  # QEMU's ATA disk answers SMART: smartctl says PASSED
+            results.append(_equal(f"{label} health verdict", _get(got, "health", "verdict"), "ok"))
+    return results
+
+
+def _check_nvme_health(label: str, disk: dict[str, Any]) -> list[CheckResult]:
+    """QEMU's NVMe smart log: no critical warning, a temperature, 0 % used, spare above 0."""
+    health = _get(disk, "nvme", "health")
+    if not isinstance(health, dict):
+        return [_check(f"{label} NVMe health section", False, "missing (storage.disks[].nvme)")]
+    temperature = health.get("temperature_c")
+    return [
+        _equal(f"{label} NVMe critical_warning", health.get("critical_warning"), 0),
+        _check(
+            f"{label} NVMe temperature",
+            isinstance(temperature, int) and 0 < temperature < 100,
+            f"{temperature!r} C",
+        ),
+        _equal(f"{label} NVMe percentage_used", health.get("percentage_used"), 0),
+        _equal(f"{label} health verdict", _get(disk, "health", "verdict"), "ok"),
+    ]
+
+
+def check_pcie(document: dict[str, Any], hw: Hardware) -> list[CheckResult]:
+    """pcie.devices[]: the NICs by vendor:device, each with the link the description says."""
+    devices = _items(_get(document, "pcie", "devices"))
+    results: list[CheckResult] = []
+    wanted = {(nic.vendor_id, nic.device_id) for nic in hw.nics}
+    nics = sorted(
+        (d for d in devices if (d.get("vendor_id"), d.get("device_id")) in wanted),
+        key=lambda d: str(d.get("address")),
+    )
+    results.append(_equal("PCIe NICs", len(nics), len(hw.nics)))
+    for spec, nic in zip(hw.nics, nics, strict=False):
+        for kind in ("current", "max"):
+            speed = nic.get(f"{kind}_link_speed_gts")
+            width = nic.get(f"{kind}_link_width")
+            results.append(
+                _check(
+                    f"NIC {nic.get('address')} {kind} link",
+                    speed == spec.link_speed_gts and width == spec.link_width,
+                    f"got {speed} GT/s x{width}, "
+                    f"want {spec.link_speed_gts} GT/s x{spec.link_width}",
+                )
+            )
+    return results
+
+
+def check_psu(document: dict[str, Any], hw: Hardware) -> list[CheckResult]:
+    """psu.power_supplies[]: the FRU's power supplies by serial, name and capacity in watts."""
+    supplies = {str(p.get("serial")): p for p in _items(_get(document, "psu", "power_supplies"))}
+    results: list[CheckResult] = []
+    expected = [d for d in hw.fru_devices if d.power_supply is not None]
+    results.append(_equal("power supplies", len(supplies), len(expected)))
+    for device in expected:
+        serial = device.product.serial if device.product else device.board.serial
+        got = supplies.get(serial)
+        label = f"PSU {device.name} ({serial})"
+        if got is None:
+            results.append(_check(label, False, f"not found (serials: {sorted(supplies)})"))
+            continue
+        results.append(_equal(f"{label} name", got.get("name"), device.name))
+        results.append(
+            _equal(f"{label} capacity (W)", got.get("capacity_w"), device.power_supply.capacity_w)
+        )
+    return results
+
+
+def failed(results: Iterable[CheckResult]) -> list[CheckResult]:
+    return [r for r in results if not r[1]]

@@ -1,0 +1,553 @@
+"""Boot the bee ISO in QEMU on emulated server hardware and check what it reports.
+
+    nox -s vm_test -- [--iso PATH --ssh-key PRIVATE_KEY] [--no-nvidia] [--out DIR]
+                      [--guest-capture DIR] [--skip-no-dhcp]
+
+Without --iso it builds an image (buildtools.image.build_iso) that trusts a throwaway key pair made
+for this run, never a developer's own key. The machine is tests/vm/hardware.toml (see
+buildtools/vm/qemu.py); the BMC's FRU and SDR images come from buildtools/vm/fru.py.
+
+Boots:
+  1. both NICs on QEMU user networking (SSH forwarded on 127.0.0.1 only): wait for SSH with a
+     real `ssh -o BatchMode=yes`, wait for bee-audit.service, run iso/builder/smoketest.sh as
+     an operator would, copy back the audit, the journal and `ipmitool -v fru print`, check
+     the audit against the hardware description (buildtools/vm/checks.py).
+  2. again, with the second NIC on an empty network where no DHCP answers: SSH still comes up,
+     the second NIC has no IPv4 address, and the SSH host keys differ from boot 1.
+  3. no NIC has DHCP (every NIC on an empty network): the serial console must show sshd started
+     and the audit finished. Skipped with --skip-no-dhcp.
+
+Everything lands in DIR/vm-test-<UTC timestamp>/ (DIR defaults to dist/): serial logs, QEMU
+stderr, the audit, the journal, the smoke test's output, report.json. Exit 0 when every check
+passes, 1 when one fails, 2 when the run could not start (a one-line reason).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from buildtools.vm import checks as vm_checks
+from buildtools.vm import fru, qemu
+
+REPO_ROOT = qemu.REPO_ROOT
+SMOKETEST = REPO_ROOT / "iso" / "builder" / "smoketest.sh"
+CAPTURE_SCRIPT = REPO_ROOT / "fixtures" / "capture.sh"
+HOST_TOOLS = {
+    qemu.QEMU: "qemu-system-x86",
+    "ssh": "openssh-client",
+    "ssh-keygen": "openssh-client",
+    "xorriso": "xorriso",
+}
+SSH_WAIT_S = 900  # TCG boots take about 3 minutes on the project's build host
+AUDIT_WAIT_S = 400
+SERIAL_WAIT_S = 900
+SSH_ATTEMPT_S = 30
+
+
+class VmTestError(Exception):
+    """The run cannot go on; the message is one line."""
+
+
+@dataclass(slots=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass(slots=True)
+class BootReport:
+    name: str
+    accel: str = ""
+    to_ssh_s: float | None = None
+    to_audit_s: float | None = None
+    total_s: float | None = None
+    checks: list[Check] = field(default_factory=list)
+
+
+# --- ssh --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ssh:
+    key: Path
+    port: int
+    known_hosts: Path
+
+    def argv(self, *remote: str) -> list[str]:
+        # -F /dev/null and IdentitiesOnly/IdentityAgent=none: only the throwaway key, never a
+        # developer's config, agent or keys. The known_hosts file records this boot's host key.
+        return [
+            "ssh",
+            "-F",
+            "/dev/null",
+            "-i",
+            str(self.key),
+            "-p",
+            str(self.port),
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "IdentityAgent=none",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            f"UserKnownHostsFile={self.known_hosts}",
+            "-o",
+            "ConnectTimeout=5",
+            "-o",
+            "LogLevel=ERROR",
+            "root@127.0.0.1",
+            *remote,
+        ]
+
+    def run(
+        self, command: str, *, stdin: bytes | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess[bytes]:
+        try:
+            return subprocess.run(
+                self.argv(command),
+                input=stdin if stdin is not None else b"",
+                capture_output=True,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            return subprocess.CompletedProcess(exc.cmd, 124, exc.stdout or b"", exc.stderr or b"")
+
+
+def wait_for_ssh(ssh: Ssh, vm: qemu.Vm, timeout_s: float) -> float:
+    """Retry a real login until it works; slirp accepts TCP long before sshd exists."""
+    end = time.monotonic() + timeout_s
+    last = ""
+    while time.monotonic() < end:
+        if not vm.running():
+            raise VmTestError(f"the VM stopped before SSH came up: {vm.exit_message()}")
+        result = ssh.run("true", timeout=SSH_ATTEMPT_S)
+        if result.returncode == 0:
+            return time.monotonic() - vm.started
+        last = (result.stderr.decode(errors="replace").strip().splitlines() or [""])[-1]
+        time.sleep(3)
+    raise VmTestError(f"no SSH login within {timeout_s:.0f} s (last: {last or 'no answer'})")
+
+
+def wait_for_audit(ssh: Ssh, vm: qemu.Vm, timeout_s: float) -> float:
+    """Until bee-audit.service has finished (bee-audit-boot writes /run/bee/audit-status)."""
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        result = ssh.run("test -s /run/bee/audit-status", timeout=SSH_ATTEMPT_S)
+        if result.returncode == 0:
+            return time.monotonic() - vm.started
+        if not vm.running():
+            raise VmTestError(f"the VM stopped before the audit finished: {vm.exit_message()}")
+        time.sleep(3)
+    raise VmTestError(f"bee-audit.service did not finish within {timeout_s:.0f} s")
+
+
+def wait_for_serial(log: Path, patterns: dict[str, re.Pattern[str]], vm: qemu.Vm, timeout_s: float):
+    """Seconds from QEMU start until each pattern first appears on the serial console."""
+    seen: dict[str, float] = {}
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end and len(seen) < len(patterns):
+        text = vm_checks.strip_ansi(log.read_text(errors="replace")) if log.exists() else ""
+        for name, pattern in patterns.items():
+            if name not in seen and pattern.search(text):
+                seen[name] = time.monotonic() - vm.started
+        if not vm.running():
+            break
+        time.sleep(2)
+    return seen
+
+
+# --- one run ----------------------------------------------------------------------------------
+
+
+def timestamp() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def check_host_tools() -> None:
+    missing = [f"{tool} ({pkg})" for tool, pkg in HOST_TOOLS.items() if not shutil.which(tool)]
+    if missing:
+        raise VmTestError(f"missing host tools: {', '.join(missing)}")
+    if not SMOKETEST.is_file():
+        raise VmTestError(f"{SMOKETEST} is missing")
+
+
+def make_throwaway_key(run_dir: Path) -> Path:
+    key = run_dir / "ssh" / "id_ed25519"
+    key.parent.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "bee-vm-test", "-f", str(key)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise VmTestError(f"ssh-keygen failed: {result.stderr.strip()}")
+    return key
+
+
+def build_image(key: Path, out_dir: Path, *, no_nvidia: bool) -> Path:
+    """image/build_iso.py with the throwaway public key; its caches live in dist/ as usual."""
+    argv = [
+        sys.executable,
+        "-m",
+        "buildtools.image.build_iso",
+        "--authorized-keys",
+        str(key.with_suffix(".pub")),
+        "--out",
+        str(out_dir),
+    ]
+    if no_nvidia:
+        argv.append("--no-nvidia")
+    print(f"vm_test: building the image: {' '.join(argv[1:])}", flush=True)
+    result = subprocess.run(argv, cwd=REPO_ROOT, check=False)
+    if result.returncode != 0:
+        raise VmTestError(f"build_iso failed (exit {result.returncode}); see its log above")
+    isos = sorted(out_dir.glob("bee-*.iso"), key=lambda p: p.stat().st_mtime)
+    if not isos:
+        raise VmTestError(f"build_iso succeeded but left no bee-*.iso in {out_dir}")
+    return isos[-1]
+
+
+def fetch(ssh: Ssh, command: str, dest: Path, *, timeout: float = 120) -> int:
+    result = ssh.run(command, timeout=timeout)
+    dest.write_bytes(result.stdout)
+    if result.stderr:
+        dest.with_name(dest.name + ".stderr").write_bytes(result.stderr)
+    return result.returncode
+
+
+def known_host_keys(path: Path) -> set[str]:
+    """'type base64' of every host key the client recorded."""
+    keys: set[str] = set()
+    if path.exists():
+        for line in path.read_text().splitlines():
+            parts = line.split()
+            if len(parts) >= 3:
+                keys.add(f"{parts[1]} {parts[2]}")
+    return keys
+
+
+def guest_capture(ssh: Ssh, dest: Path) -> list[str]:
+    """fixtures/capture.sh and `bee audit --capture` in the guest, copied back under dest."""
+    notes: list[str] = []
+    dest.mkdir(parents=True, exist_ok=True)
+    if CAPTURE_SCRIPT.is_file():
+        result = ssh.run(
+            "rm -rf /tmp/cap && sh -s -- /tmp/cap", stdin=CAPTURE_SCRIPT.read_bytes(), timeout=600
+        )
+        notes.append(f"capture.sh exit {result.returncode}")
+        _copy_dir_back(ssh, "/tmp/cap", dest / "capture-sh")
+    else:
+        notes.append(f"{CAPTURE_SCRIPT} missing: no raw capture")
+    result = ssh.run(
+        "rm -rf /tmp/beecap && bee audit --capture /tmp/beecap --output /tmp/beecap-audit.json",
+        timeout=600,
+    )
+    notes.append(f"bee audit --capture exit {result.returncode}")
+    (dest / "bee-audit-capture.log").write_bytes(result.stdout + result.stderr)
+    _copy_dir_back(ssh, "/tmp/beecap", dest / "bee-capture")
+    fetch(ssh, "cat /tmp/beecap-audit.json", dest / "bee-capture-audit.json")
+    return notes
+
+
+def _copy_dir_back(ssh: Ssh, remote: str, local: Path) -> None:
+    result = ssh.run(f"tar -C {remote} -cf - .", timeout=300)
+    if result.returncode != 0:
+        raise VmTestError(f"could not copy {remote} back: {result.stderr.decode().strip()}")
+    local.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["tar", "-C", str(local), "-xf", "-"], input=result.stdout, check=True)
+
+
+@dataclass(slots=True, kw_only=True)
+class Context:
+    hw: qemu.Hardware
+    iso: Path
+    key: Path
+    run_dir: Path
+    boot: qemu.BootFiles
+    accel: qemu.Accel
+    fru_path: Path
+    sdr_path: Path
+    guest_capture_dir: Path | None
+
+
+def _vm(ctx: Context, name: str, ssh_port: int | None, isolated: frozenset[int]) -> qemu.Vm:
+    argv = qemu.machine_args(
+        ctx.hw,
+        accel=ctx.accel,
+        boot=ctx.boot,
+        iso=ctx.iso,
+        fru_path=ctx.fru_path,
+        sdr_path=ctx.sdr_path,
+        serial_log=ctx.run_dir / f"{name}-serial.log",
+        ssh_port=ssh_port,
+        isolated_nics=isolated,
+    )
+    (ctx.run_dir / f"{name}-qemu-argv.txt").write_text("\n".join(argv) + "\n")
+    return qemu.Vm(argv, ctx.run_dir / f"{name}-qemu-stderr.log")
+
+
+def boot_full(ctx: Context) -> tuple[BootReport, set[str]]:
+    """Boot 1: SSH, the audit, the smoke test, the checks."""
+    report = BootReport(name="boot1", accel=ctx.accel.why)
+    port = qemu.free_port()
+    ssh = Ssh(key=ctx.key, port=port, known_hosts=ctx.run_dir / "boot1-known_hosts")
+    with _vm(ctx, "boot1", port, frozenset()) as vm:
+        print("vm_test: boot 1: waiting for SSH", flush=True)
+        report.to_ssh_s = wait_for_ssh(ssh, vm, SSH_WAIT_S)
+        print(f"vm_test: boot 1: SSH after {report.to_ssh_s:.0f} s", flush=True)
+        report.to_audit_s = wait_for_audit(ssh, vm, AUDIT_WAIT_S)
+        print(f"vm_test: boot 1: audit finished after {report.to_audit_s:.0f} s", flush=True)
+        smoke = ssh.run("sh -s", stdin=SMOKETEST.read_bytes(), timeout=300)
+        (ctx.run_dir / "smoketest.log").write_bytes(smoke.stdout + smoke.stderr)
+        fails = [
+            line
+            for line in smoke.stdout.decode(errors="replace").splitlines()
+            if line.startswith("FAIL")
+        ]
+        report.checks.append(
+            Check(
+                "smoketest.sh exit 0",
+                smoke.returncode == 0,
+                f"exit {smoke.returncode}; " + ("; ".join(fails[:5]) or "no FAIL lines"),
+            )
+        )
+        audit_path = ctx.run_dir / "bee-audit.json"
+        fetch(ssh, "cat /var/log/bee-audit.json", audit_path)
+        fetch(ssh, "journalctl -b --no-pager -o short-precise", ctx.run_dir / "journal.txt")
+        fetch(ssh, "ipmitool -v fru print", ctx.run_dir / "ipmitool-v-fru-print.txt")
+        if ctx.guest_capture_dir is not None:
+            for note in guest_capture(ssh, ctx.guest_capture_dir):
+                print(f"vm_test: guest capture: {note}", flush=True)
+        report.total_s = time.monotonic() - vm.started
+    try:
+        document = json.loads(audit_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        report.checks.append(Check("audit is JSON", False, f"{audit_path}: {exc}"))
+        document = None
+    if isinstance(document, dict):
+        report.checks += [Check(*c) for c in vm_checks.check_audit(document, ctx.hw)]
+    fru_text = (ctx.run_dir / "ipmitool-v-fru-print.txt").read_text(errors="replace")
+    report.checks += [Check(*c) for c in vm_checks.check_ipmitool_fru(fru_text, ctx.hw)]
+    return report, known_host_keys(ssh.known_hosts)
+
+
+def boot_second(ctx: Context, first_keys: set[str]) -> BootReport:
+    """Boot 2: NIC 2 without DHCP; SSH must come up and the host keys must be new."""
+    report = BootReport(name="boot2", accel=ctx.accel.why)
+    port = qemu.free_port()
+    ssh = Ssh(key=ctx.key, port=port, known_hosts=ctx.run_dir / "boot2-known_hosts")
+    dead = len(ctx.hw.nics) - 1
+    with _vm(ctx, "boot2", port, frozenset({dead})) as vm:
+        print("vm_test: boot 2 (second NIC without DHCP): waiting for SSH", flush=True)
+        report.to_ssh_s = wait_for_ssh(ssh, vm, SSH_WAIT_S)
+        print(f"vm_test: boot 2: SSH after {report.to_ssh_s:.0f} s", flush=True)
+        mac = ctx.hw.nics[dead].mac
+        addresses = ssh.run("ip -j addr show", timeout=60)
+        (ctx.run_dir / "boot2-ip-addr.json").write_bytes(addresses.stdout)
+        ok, detail = vm_checks.nic_without_ipv4(addresses.stdout.decode(errors="replace"), mac)
+        report.checks.append(Check(f"NIC {mac} got no DHCP address", ok, detail))
+        active = ssh.run("systemctl is-active ssh.service", timeout=60)
+        state = active.stdout.decode().strip()
+        report.checks.append(Check("ssh.service active", state == "active", state))
+        report.total_s = time.monotonic() - vm.started
+    second_keys = known_host_keys(ssh.known_hosts)
+    report.checks.append(Check(*vm_checks.host_keys_differ(first_keys, second_keys, "ssh client")))
+    serial = [
+        vm_checks.serial_host_keys((ctx.run_dir / f"{boot}-serial.log").read_text(errors="replace"))
+        for boot in ("boot1", "boot2")
+    ]
+    report.checks.append(Check(*vm_checks.host_keys_differ(*serial, "console fingerprints")))
+    return report
+
+
+def boot_no_dhcp(ctx: Context) -> BootReport:
+    """Boot 3: no NIC gets DHCP; the serial console shows sshd and the audit anyway."""
+    report = BootReport(name="boot3-no-dhcp", accel=ctx.accel.why)
+    everything = frozenset(range(len(ctx.hw.nics)))
+    serial = ctx.run_dir / "boot3-no-dhcp-serial.log"
+    with _vm(ctx, "boot3-no-dhcp", None, everything) as vm:
+        print("vm_test: boot 3 (no DHCP anywhere): watching the serial console", flush=True)
+        seen = wait_for_serial(serial, vm_checks.SERIAL_MARKERS, vm, SERIAL_WAIT_S)
+        report.total_s = time.monotonic() - vm.started
+    report.to_ssh_s = seen.get("sshd")
+    report.to_audit_s = seen.get("audit")
+    report.checks += [Check(*c) for c in vm_checks.check_serial_markers(seen)]
+    return report
+
+
+# --- output -----------------------------------------------------------------------------------
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f} s"
+
+
+def render_report(boots: list[BootReport], total_s: float, run_dir: Path) -> str:
+    lines = [f"bee vm_test: {run_dir}"]
+    if boots:
+        lines.append(f"acceleration: {boots[0].accel}")
+    lines.append(f"{'boot':<16}{'QEMU->SSH':>12}{'->audit':>12}{'total':>12}")
+    for boot in boots:
+        lines.append(
+            f"{boot.name:<16}{_seconds(boot.to_ssh_s):>12}{_seconds(boot.to_audit_s):>12}"
+            f"{_seconds(boot.total_s):>12}"
+        )
+    lines.append("")
+    for boot in boots:
+        for check in boot.checks:
+            lines.append(
+                f"{'PASS' if check.ok else 'FAIL'} {boot.name}: {check.name}: {check.detail}"
+            )
+    failed = sum(not c.ok for b in boots for c in b.checks)
+    checks = sum(len(b.checks) for b in boots)
+    lines.append("")
+    lines.append(f"{checks - failed}/{checks} checks passed; whole run {total_s:.0f} s")
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="nox -s vm_test --",
+        description="Boot the bee ISO in QEMU on emulated server hardware and check the audit.",
+    )
+    parser.add_argument("--iso", type=Path, help="an image built elsewhere (needs --ssh-key)")
+    parser.add_argument("--ssh-key", type=Path, help="private key the --iso image trusts")
+    parser.add_argument(
+        "--hardware",
+        type=Path,
+        default=qemu.HARDWARE_FILE,
+        metavar="TOML",
+        help="the emulated machine (default tests/vm/hardware.toml)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=REPO_ROOT / "dist",
+        metavar="DIR",
+        help="where vm-test-<timestamp>/ goes (default dist/)",
+    )
+    parser.add_argument("--no-nvidia", action="store_true", help="build the image without NVIDIA")
+    parser.add_argument(
+        "--guest-capture",
+        type=Path,
+        metavar="DIR",
+        help="also run fixtures/capture.sh and `bee audit --capture` in the guest, into DIR",
+    )
+    parser.add_argument("--skip-no-dhcp", action="store_true", help="skip boot 3")
+    args = parser.parse_args(argv)
+    if (args.iso is None) != (args.ssh_key is None):
+        parser.error("--iso and --ssh-key go together")
+    return args
+
+
+def run(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    if args.iso is not None:
+        for path in (args.iso, args.ssh_key):
+            if not path.is_file():
+                raise VmTestError(f"{path} does not exist")
+    hw = qemu.load_hardware(args.hardware)
+    check_host_tools()
+    run_dir = (args.out / f"vm-test-{timestamp()}").resolve()
+    run_dir.mkdir(parents=True)
+    if args.iso is not None:
+        iso, key = args.iso.resolve(), args.ssh_key.resolve()
+    else:
+        key = make_throwaway_key(run_dir)
+        iso = build_image(key, (args.out / "vm-test-image").resolve(), no_nvidia=args.no_nvidia)
+    fru_path, sdr_path = fru.write_images(list(hw.fru_devices), run_dir / "bmc")
+    boot = qemu.extract_boot_files(iso, run_dir / "boot")
+    accel = qemu.probe_kvm(boot.kernel, run_dir)
+    print(f"vm_test: {accel.why}", flush=True)
+    ctx = Context(
+        hw=hw,
+        iso=iso,
+        key=key,
+        run_dir=run_dir,
+        boot=boot,
+        accel=accel,
+        fru_path=fru_path,
+        sdr_path=sdr_path,
+        guest_capture_dir=args.guest_capture.resolve() if args.guest_capture else None,
+    )
+    boots: list[BootReport] = []
+    try:
+        first, first_keys = boot_full(ctx)
+        boots.append(first)
+        boots.append(boot_second(ctx, first_keys))
+        if not args.skip_no_dhcp:
+            boots.append(boot_no_dhcp(ctx))
+    except VmTestError as exc:
+        failed = BootReport(name=f"boot{len(boots) + 1}", accel=accel.why)
+        failed.checks.append(Check("boot", False, str(exc)))
+        boots.append(failed)
+    for name in ("vmlinuz", "initrd.img"):  # copies out of the ISO, ~60 MB per run
+        (run_dir / "boot" / name).unlink(missing_ok=True)
+    text = render_report(boots, time.monotonic() - started, run_dir)
+    (run_dir / "report.txt").write_text(text)
+    (run_dir / "report.json").write_text(
+        json.dumps(
+            {
+                "iso": str(iso),
+                "accel": accel.why,
+                "boots": [
+                    {
+                        "name": b.name,
+                        "to_ssh_s": b.to_ssh_s,
+                        "to_audit_s": b.to_audit_s,
+                        "total_s": b.total_s,
+                        "checks": [
+                            {"name": c.name, "ok": c.ok, "detail": c.detail} for c in b.checks
+                        ],
+                    }
+                    for b in boots
+                ],
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    print(text, end="")
+    return 0 if all(c.ok for b in boots for c in b.checks) else 1
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # unwinds through `with Vm(...)`, which stops QEMU
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    # SIGTERM (nox, a CI timeout, kill) and SIGINT, even where a background shell ignores it,
+    # both stop the VM on the way out instead of leaving QEMU running.
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return run(args)
+    except (VmTestError, qemu.HardwareError, qemu.QemuError, fru.FruError) as exc:
+        print(f"vm_test: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("vm_test: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""The container wrapper (image/container.py): how build_iso's arguments cross into it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from buildtools.image import container
+
+
+def test_paths_in_the_tree_are_rewritten_under_src(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    (repo / "keys").mkdir(parents=True)
+    (repo / "keys/ops.pub").write_text("x")
+    args, mounts = container.translate_args(
+        ["--authorized-keys", str(repo / "keys/ops.pub"), "--no-nvidia", f"--out={repo / 'dist'}"],
+        repo,
+    )
+    assert args == ["--authorized-keys", "/src/keys/ops.pub", "--no-nvidia", "--out", "/src/dist"]
+    assert mounts == []
+
+
+def test_paths_outside_the_tree_are_mounted(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    keys = tmp_path / "ops.pub"
+    keys.write_text("x")
+    vendor = tmp_path / "vendor"
+    vendor.mkdir()
+    args, mounts = container.translate_args(
+        ["--authorized-keys", str(keys), "--vendor-dir", str(vendor), "--out", str(tmp_path / "o")],
+        repo,
+    )
+    assert args == [
+        "--authorized-keys",
+        "/run/bee/authorized_keys",
+        "--vendor-dir",
+        "/run/bee/vendor",
+        "--out",
+        "/run/bee/out",
+    ]
+    assert mounts == [
+        "-v",
+        f"{keys}:/run/bee/authorized_keys:ro",
+        "-v",
+        f"{vendor}:/run/bee/vendor:ro",
+        "-v",
+        f"{tmp_path / 'o'}:/run/bee/out",
+    ]
+
+
+def test_missing_input_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(container.ContainerError, match="no such file"):
+        container.translate_args(["--authorized-keys", str(tmp_path / "nope")], tmp_path / "r")
+
+
+def test_run_is_privileged_with_the_tree_at_src(tmp_path: Path) -> None:
+    argv = container.run_argv("/usr/bin/podman", "bee-builder:abc", tmp_path, ["--no-nvidia"])
+    assert argv[:4] == ["/usr/bin/podman", "run", "--rm", "--privileged"]
+    assert f"{tmp_path}:/src" in argv
+    assert argv[-4:] == ["python3", "-m", "buildtools.image.build_iso", "--no-nvidia"]
+
+
+def test_no_engine_says_what_to_do() -> None:
+    with pytest.raises(container.ContainerError, match="nox -s build_iso"):
+        container.find_engine(which=lambda _name: None)
+
+
+def test_image_tag_follows_the_recipe(tmp_path: Path) -> None:
+    recipe = tmp_path / "Containerfile"
+    recipe.write_text("FROM debian:bookworm\n")
+    first = container.image_tag(recipe)
+    recipe.write_text("FROM debian:bookworm\nRUN true\n")
+    assert first.startswith("bee-builder:") and container.image_tag(recipe) != first
+    assert "FROM docker.io/library/debian:bookworm" in container.CONTAINERFILE.read_text()

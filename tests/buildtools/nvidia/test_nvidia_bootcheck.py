@@ -1,0 +1,179 @@
+"""buildtools.nvidia.bootcheck: the pure parts (the boot itself takes minutes and a mirror).
+
+The modules.dep lines were printed by `depmod -b <unpacked linux-image-6.1.0-56-amd64>
+6.1.0-56-amd64` (kmod 30, bookworm) on 2026-11-26.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from buildtools.nvidia.bootcheck import (
+    judge,
+    load_order,
+    newc_archive,
+    parse_modules_dep,
+    parse_serial,
+    unknown_symbols,
+)
+from buildtools.nvidia.steps import NvidiaError
+
+MODULES_DEP = """\
+kernel/drivers/acpi/video.ko: kernel/drivers/platform/x86/wmi.ko
+kernel/drivers/gpu/drm/display/drm_display_helper.ko: kernel/drivers/media/cec/core/cec.ko \
+kernel/drivers/media/rc/rc-core.ko kernel/drivers/gpu/drm/drm_kms_helper.ko \
+kernel/drivers/gpu/drm/drm.ko
+kernel/drivers/gpu/drm/drm.ko:
+kernel/drivers/gpu/drm/drm_kms_helper.ko: kernel/drivers/gpu/drm/drm.ko
+kernel/drivers/i2c/algos/i2c-algo-bit.ko:
+kernel/drivers/media/rc/rc-core.ko:
+kernel/drivers/media/cec/core/cec.ko: kernel/drivers/media/rc/rc-core.ko
+kernel/drivers/platform/x86/wmi.ko:
+"""
+
+
+def test_load_order_puts_dependencies_first_once() -> None:
+    deps = parse_modules_dep(MODULES_DEP)
+    assert deps["kernel/drivers/gpu/drm/drm.ko"] == []
+    order = load_order(["drm", "drm_kms_helper", "video"], deps)
+    assert order == [
+        "kernel/drivers/gpu/drm/drm.ko",
+        "kernel/drivers/gpu/drm/drm_kms_helper.ko",
+        "kernel/drivers/platform/x86/wmi.ko",
+        "kernel/drivers/acpi/video.ko",
+    ]
+    # - and _ name the same module.
+    assert load_order(["rc_core", "rc-core"], deps) == ["kernel/drivers/media/rc/rc-core.ko"]
+    with pytest.raises(NvidiaError, match="not in the kernel package"):
+        load_order(["ib_core"], deps)
+
+
+# BEE-CHECK lines of the serial log of `python3 -m buildtools.nvidia.bootcheck` on 2026-11-26:
+# linux-image-6.1.0-56-amd64 in qemu-system-x86_64 7.2 (TCG), the 535.309.01 proprietary entry
+# built from Debian's packages (one dmesg line of each kind kept).
+SERIAL = """\
+[    1.733841] Run /init as init process
+BEE-CHECK uname 6.1.0-56-amd64
+BEE-CHECK dep-ok drm.ko
+BEE-CHECK dep-ok drm_kms_helper.ko
+BEE-CHECK dep-ok wmi.ko
+BEE-CHECK dep-ok video.ko
+BEE-CHECK insmod nvidia.ko rc=19 insmod: can't insert '/nvidia/nvidia.ko': No such device
+BEE-CHECK insmod nvidia-modeset.ko rc=2 insmod: can't insert '/nvidia/nvidia-modeset.ko': \
+unknown symbol in module, or unknown parameter
+BEE-CHECK insmod nvidia-uvm.ko rc=2 insmod: can't insert '/nvidia/nvidia-uvm.ko': unknown \
+symbol in module, or unknown parameter
+BEE-CHECK insmod nvidia-drm.ko rc=2 insmod: can't insert '/nvidia/nvidia-drm.ko': unknown \
+symbol in module, or unknown parameter
+BEE-CHECK insmod nvidia-peermem.ko rc=22 insmod: can't insert '/nvidia/nvidia-peermem.ko': \
+Invalid argument
+BEE-CHECK smi rc=9 NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA \
+driver. Make sure that the latest NVIDIA driver is installed and running.
+BEE-CHECK done
+BEE-CHECK dmesg [   22.312737] NVRM: No NVIDIA GPU found.
+BEE-CHECK dmesg [   29.792422] nvidia_modeset: Unknown symbol nvidia_register_module (err -2)
+BEE-CHECK dmesg [   30.049016] nvidia_uvm: Unknown symbol nvUvmInterfaceRegisterGpu (err -2)
+BEE-CHECK dmesg [   30.329673] nvidia-peermem nv_mem_client_init:551 ERROR module compiled \
+without IB peer memory symbols present
+"""
+MODULES = ["nvidia.ko", "nvidia-modeset.ko", "nvidia-uvm.ko", "nvidia-drm.ko", "nvidia-peermem.ko"]
+ABI = "6.1.0-56-amd64"
+# A few real exports of the kernel (from its Module.symvers) for the judge.
+KERNEL_EXPORTS = {"drm_dev_register", "__pci_register_driver", "__kmalloc"}
+
+
+def test_parse_real_serial_log() -> None:
+    result = parse_serial(SERIAL)
+    assert result.kernel == ABI
+    assert result.deps == {
+        name: "dep-ok" for name in ("drm.ko", "drm_kms_helper.ko", "wmi.ko", "video.ko")
+    }
+    assert result.insmod["nvidia.ko"] == (
+        19,
+        "insmod: can't insert '/nvidia/nvidia.ko': No such device",
+    )
+    assert result.insmod["nvidia-peermem.ko"][0] == 22
+    assert result.smi is not None
+    assert result.smi[0] == 9
+    assert result.done
+    assert unknown_symbols(result.dmesg) == {"nvidia_register_module", "nvUvmInterfaceRegisterGpu"}
+    assert judge(result, MODULES, ABI, KERNEL_EXPORTS) == []
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        (("BEE-CHECK done\n", ""), "did not finish"),
+        (("uname 6.1.0-56-amd64", "uname 6.1.0-55-amd64"), "booted '6.1.0-55-amd64'"),
+        (("dep-ok video.ko", "dep-fail video.ko"), "video.ko did not load"),
+        (("smi rc=9", "smi rc=12"), "nvidia-smi exit 12"),
+        (("No such device", "Exec format error"), "insmod nvidia.ko"),
+        (
+            (
+                "NVRM: No NVIDIA GPU found.",
+                "nvidia: disagrees about version of symbol module_layout",
+            ),
+            "kernel refused a module",
+        ),
+        (("nvidia_register_module", "drm_dev_register"), "kernel symbols did not resolve"),
+    ],
+)
+def test_judge_finds_each_problem(edit: tuple[str, str], problem: str) -> None:
+    result = parse_serial(SERIAL.replace(*edit))
+    problems = judge(result, MODULES, ABI, KERNEL_EXPORTS)
+    assert any(problem in line for line in problems), problems
+
+
+def test_parse_serial_edge_cases() -> None:
+    assert parse_serial("").done is False
+    assert parse_serial("BEE-CHECK insmod x.ko rc=?? junk").insmod["x.ko"][0] == -1
+
+
+def _read_newc(data: bytes) -> dict[str, tuple[int, bytes]]:
+    entries = {}
+    offset = 0
+    while True:
+        assert data[offset : offset + 6] == b"070701"
+        fields = [int(data[offset + 6 + 8 * i : offset + 14 + 8 * i], 16) for i in range(13)]
+        mode, size, namesize = fields[1], fields[6], fields[11]
+        name_start = offset + 110
+        name = data[name_start : name_start + namesize - 1].decode()
+        body = name_start + namesize
+        body += -body % 4
+        if name == "TRAILER!!!":
+            return entries
+        entries[name] = (mode, data[body : body + size])
+        offset = body + size
+        offset += -offset % 4
+
+
+def test_newc_archive_round_trip(tmp_path: Path) -> None:
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "busybox").write_bytes(b"\x7fELF" + b"x" * 5)
+    (tmp_path / "bin" / "sh").symlink_to("busybox")
+    (tmp_path / "init").write_text("#!/bin/sh\n")
+    (tmp_path / "init").chmod(0o755)
+    entries = _read_newc(newc_archive(tmp_path))
+    assert set(entries) == {"bin", "bin/busybox", "bin/sh", "init"}
+    assert entries["bin/busybox"][1] == b"\x7fELF" + b"x" * 5
+    assert entries["bin/sh"][1] == b"busybox"
+    assert entries["init"][0] & 0o777 == 0o755
+    assert os.path.isdir(tmp_path / "bin")
+
+
+@given(st.text())
+def test_serial_and_modules_dep_parsers_never_raise(text: str) -> None:
+    parse_serial(text)
+    parse_serial("BEE-CHECK " + text)
+    parse_modules_dep(text)
+    unknown_symbols(text.splitlines())
+
+
+@given(st.lists(st.sampled_from(SERIAL.splitlines())))
+def test_serial_parser_on_dropped_and_repeated_real_lines(lines: list[str]) -> None:
+    parse_serial("\n".join(lines))
