@@ -1,4 +1,4 @@
-"""bee's command line: `bee audit`, `bee parse TOOL FILE`, `bee --version`."""
+"""bee's command line: `bee audit`, `bee parse TOOL FILE`, `bee report`, `bee --version`."""
 
 from __future__ import annotations
 
@@ -94,6 +94,16 @@ def build_parser() -> argparse.ArgumentParser:
     parse = commands.add_parser("parse", help="parse one captured tool output and print JSON")
     parse.add_argument("tool", metavar="TOOL", help="one of: " + ", ".join(PARSE_TOOLS))
     parse.add_argument("file", metavar="FILE", help="the captured output ('-' for stdin)")
+
+    report = commands.add_parser(
+        "report", help="one HTML report over many nodes' audits: what differs from the majority"
+    )
+    report.add_argument("paths", nargs="+", metavar="DIR|FILE", help="audit documents, or folders")
+    report.add_argument(
+        "-o", "--output", default="report.html", metavar="FILE", help="the HTML file ('-': stdout)"
+    )
+    report.add_argument("--csv", metavar="FILE", help="also write a row per node as CSV")
+    report.add_argument("--spec", metavar="SPEC", help="judge every node against this spec")
     return parser
 
 
@@ -186,6 +196,16 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return status
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from bee.report.command import run
+    from bee.report.verdict import SpecError
+
+    try:
+        return run(args.paths, output=args.output, csv_path=args.csv, spec=args.spec)
+    except SpecError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def exit_process(status: int) -> NoReturn:
     """Flush and leave at once. The document is written and every tool killed by now; a
     collector thread still stuck past the deadline (in a tool's pipe, or holding a lock a
@@ -219,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         if args.command == "parse":
             return cmd_parse(args)
+        if args.command == "report":
+            return cmd_report(args)
         return cmd_audit(args)
     except UsageError as exc:
         print(f"bee: {exc}", file=sys.stderr)

@@ -5,22 +5,11 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from bee.document import dig as _get
+from bee.document import items as _items
 from bee.runner import Runner
 
 QR_TIMEOUT_S = 10.0
-
-
-def _get(document: Any, *path: str) -> Any:
-    for key in path:
-        if not isinstance(document, dict):
-            return None
-        document = document.get(key)
-    return document
-
-
-def _items(document: Any, *path: str) -> list[dict[str, Any]]:
-    value = _get(document, *path)
-    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
 def human_bytes(size: float | None) -> str:
