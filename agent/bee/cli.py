@@ -104,6 +104,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--csv", metavar="FILE", help="also write a row per node as CSV")
     report.add_argument("--spec", metavar="SPEC", help="judge every node against this spec")
+
+    upload = commands.add_parser("upload", help="PUT the audit document to an HTTP server")
+    upload.add_argument(
+        "url",
+        nargs="?",
+        metavar="URL",
+        help="folder URL, URL with {name}, or a presigned URL "
+        "(default: bee.upload= on the kernel command line, else /etc/bee/upload-url)",
+    )
+    upload.add_argument("--file", default=DEFAULT_OUTPUT, metavar="PATH", help="the document")
+    upload.add_argument(
+        "--time-limit",
+        type=_positive_seconds,
+        default=60.0,
+        metavar="SECONDS",
+        help="give up after this long, retries included (default 60)",
+    )
+    upload.add_argument("--status", metavar="FILE", help="also write the outcome here (motd)")
     return parser
 
 
@@ -206,6 +224,18 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
 
 
+def cmd_upload(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bee.upload import UploadError, run
+
+    status = Path(args.status) if args.status else None
+    try:
+        return run(args.url, Path(args.file), args.time_limit, status)
+    except UploadError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def exit_process(status: int) -> NoReturn:
     """Flush and leave at once. The document is written and every tool killed by now; a
     collector thread still stuck past the deadline (in a tool's pipe, or holding a lock a
@@ -241,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_parse(args)
         if args.command == "report":
             return cmd_report(args)
+        if args.command == "upload":
+            return cmd_upload(args)
         return cmd_audit(args)
     except UsageError as exc:
         print(f"bee: {exc}", file=sys.stderr)
