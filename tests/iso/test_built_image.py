@@ -19,7 +19,7 @@ import pytest
 from buildtools.image.staging import parse_release
 
 REPO = Path(__file__).resolve().parents[2]
-BEE_UNITS = ("bee-sshsetup", "bee-network", "bee-nvidia", "bee-audit")
+BEE_UNITS = ("bee-sshsetup", "bee-network", "bee-nvidia", "bee-audit", "bee-upload")
 
 
 def newest_iso() -> Path | None:

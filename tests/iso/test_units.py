@@ -31,12 +31,13 @@ def words(parser: configparser.ConfigParser, section: str, key: str) -> list[str
     return parser.get(section, key, fallback="").split()
 
 
-def test_the_four_units_exist() -> None:
+def test_the_five_units_exist() -> None:
     assert [path.name for path in BEE_UNITS] == [
         "bee-audit.service",
         "bee-network.service",
         "bee-nvidia.service",
         "bee-sshsetup.service",
+        "bee-upload.service",
     ]
 
 
@@ -85,7 +86,7 @@ def test_audit_is_ordered_after_nvidia_without_requiring_it() -> None:
     assert not audit.has_option("Unit", "Requisite")
 
 
-@pytest.mark.parametrize("name", [path.name for path in BEE_UNITS])
+@pytest.mark.parametrize("name", [p.name for p in BEE_UNITS if p.name != "bee-upload.service"])
 def test_oneshot_units_have_a_start_timeout(name: str) -> None:
     """Type=oneshot has no start timeout by default and holds multi-user.target."""
     service = unit(name)
@@ -99,6 +100,23 @@ def test_audit_timeout_leaves_room_for_its_deadline() -> None:
     service = unit("bee-audit.service")
     deadline = int(service.get("Service", "Environment").partition("BEE_AUDIT_DEADLINE=")[2])
     assert deadline + 30 <= int(service.get("Service", "TimeoutStartSec"))
+
+
+def test_upload_runs_after_the_audit_and_holds_up_nothing() -> None:
+    """Type=exec: started once bee runs, so multi-user.target never waits for the network or the
+    server; only with a URL configured; bounded even if bee upload did not bound itself."""
+    service = unit("bee-upload.service")
+    assert service.get("Service", "Type") == "exec"
+    assert words(service, "Unit", "After") == ["bee-audit.service"]
+    for key in ("Before", "Requires", "Wants", "Requisite", "BindsTo"):
+        assert not service.has_option("Unit", key), key
+    assert service.get("Unit", "ConditionKernelCommandLine") == "|bee.upload"
+    assert service.get("Unit", "ConditionPathExists") == "|/etc/bee/upload-url"
+    limit = int(service.get("Service", "Environment").partition("BEE_UPLOAD_TIME_LIMIT=")[2])
+    assert limit + 30 <= int(service.get("Service", "RuntimeMaxSec"))
+    assert "multi-user.target" in words(service, "Install", "WantedBy")
+    script = (OVERLAY / "usr/local/lib/bee/bee-upload-boot").read_text()
+    assert "--status /run/bee/upload-status" in script
 
 
 def test_nvidia_unit_skips_without_a_gpu_by_condition() -> None:
