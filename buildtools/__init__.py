@@ -8,5 +8,9 @@ One package per subsystem; each imports only the ones named in brackets:
 - vm/      the QEMU test server and what the booted image must show (none; runs build_iso)
 - bench/   the audit benchmark on a synthetic big GPU server (none)
 
+Shared by all of them (and importing none): runner.py, the one way to run a host command (a
+timeout, output streamed to the log, a progress line per step, one error shape), and
+hosttools.py, every host program with its Debian package, checked and installed per session.
+
 docs/architecture.md shows how data flows through them.
 """

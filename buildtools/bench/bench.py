@@ -436,11 +436,13 @@ def measure_startup(runs: int) -> dict[str, Any]:
 
 # -- the ISO -----------------------------------------------------------------------------------
 
-_STEP = re.compile(r"^\[(\d+)/(\d+)\] (.+?) \((\d+(?:\.\d+)?)s\)(?:: (.*))?$")
+# "[3/9] SSH access (0.0s): notes"; a failed step ("[8/9] live-build: FAILED (9.0s)") is not one.
+_STEP = re.compile(r"^\[(\d+)/(\d+)\] (.+?)(?<!: FAILED) \((\d+(?:\.\d+)?)s\)(?:: (.*))?$")
 _CHECKS = re.compile(r"^checks passed \((\d+(?:\.\d+)?)s\)")
 _LB_TIME = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\] lb ")
-# nvidia/build.py's first progress line: "      nvidia: cache: hit /dist/nvidia-..." / "miss"
-_NVIDIA_CACHE = re.compile(r"^\s+\S+: cache: (hit|miss)\b")
+# nvidia/build.py's first progress line: "      nvidia: cache (0.0s): hit /dist/nvidia-..." or
+# "miss: ..."; logs from before the one runner had "nvidia: cache: hit ... (0.0s)".
+_NVIDIA_CACHE = re.compile(r"^\s+\S+: cache(?: \(\d+(?:\.\d+)?s\))?: (hit|miss)\b")
 
 
 def parse_build_log(text: str) -> dict[str, Any]:

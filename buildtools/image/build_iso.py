@@ -27,33 +27,28 @@ import hashlib
 import os
 import re
 import shutil
-import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
 
+from buildtools import hosttools
+from buildtools.hosttools import HostToolsError
 from buildtools.image import staging
 from buildtools.pins.aptrepo import AptError, AptRepo
 from buildtools.pins.kernel import KernelError, check_kernel, split_abi
 from buildtools.pins.versions import REPO_ROOT, Versions, VersionsError, load_versions
+from buildtools.runner import CommandError, Result, Runner
 
 BUILDER_DIR = REPO_ROOT / "iso" / "builder"
 SOURCE_DIRS = (staging.OVERLAY_DIR, BUILDER_DIR)
-# Host commands the build needs, and the Debian package that brings each.
-HOST_TOOLS = {
-    "lb": "live-build",
-    "debootstrap": "debootstrap",
-    "mksquashfs": "squashfs-tools",
-    "xorriso": "xorriso",
-}
 SQUASHFS_TYPES = ("zstd", "xz", "gzip", "lzo", "lz4")
 MIN_FREE_BYTES = 8 * 1024**3
+LB_CONFIG_TIMEOUT_S = 300
+LB_BUILD_TIMEOUT_S = 3 * 3600  # about 10 min here; a slow mirror or a loaded host, not hours
 # live-build announces each script: "[2026-11-26 00:59:56] lb chroot_apt install". The
 # progress line names each stage family (bootstrap, chroot, installer, binary, source) once.
 _LB_SCRIPT = re.compile(r"^\[[^\]]+\] lb (bootstrap|chroot|installer|binary|source)(?:_|\s|$)")
@@ -65,74 +60,12 @@ class BuildError(Exception):
 
 # -- output ----------------------------------------------------------------------------------
 
-
-class Progress:
-    """One line per step on stdout; everything, commands included, in the log file."""
-
-    def __init__(self, log_path: Path, out: IO[str] = sys.stdout) -> None:
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        self.log_path = log_path
-        self.log = log_path.open("w", encoding="utf-8")
-        self.out = out
-        self.started = time.monotonic()
-
-    def say(self, text: str) -> None:
-        print(text, file=self.out, flush=True)
-        self.write(text + "\n")
-
-    def write(self, text: str) -> None:
-        self.log.write(text)
-        self.log.flush()
-
-    @contextmanager
-    def step(self, number: int, title: str) -> Iterator[list[str]]:
-        """Times a step; the step may append a short outcome to the yielded list."""
-        notes: list[str] = []
-        self.write(f"\n===== step {number}: {title}\n")
-        started = time.monotonic()
-        yield notes
-        took = time.monotonic() - started
-        outcome = f": {'; '.join(notes)}" if notes else ""
-        self.say(f"[{number}/9] {title} ({took:.1f}s){outcome}")
-
-    def close(self) -> None:
-        self.log.close()
+STEPS = 9
 
 
-def run_logged(
-    argv: list[str],
-    progress: Progress,
-    *,
-    cwd: Path | None = None,
-    env: dict[str, str] | None = None,
-    on_line: Callable[[str], None] | None = None,
-) -> None:
-    """Run a command with its output into the log; BuildError with the log's path on failure."""
-    progress.write(f"$ {' '.join(argv)}\n")
-    full_env = dict(os.environ, LC_ALL="C", DEBIAN_FRONTEND="noninteractive", **(env or {}))
-    try:
-        proc = subprocess.Popen(
-            argv,
-            cwd=cwd,
-            env=full_env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-    except OSError as exc:
-        raise BuildError(f"cannot run {argv[0]}: {exc.strerror}") from None
-    assert proc.stdout is not None
-    tail: list[str] = []
-    for raw in proc.stdout:
-        line = raw.decode("utf-8", errors="replace")
-        progress.write(line)
-        tail = [*tail[-4:], line.rstrip()]
-        if on_line is not None:
-            on_line(line.rstrip("\n"))
-    code = proc.wait()
-    if code != 0:
-        last = " | ".join(part for part in tail if part)[-300:]
-        raise BuildError(f"{' '.join(argv[:2])} failed (exit {code}): {last}")
+def step(runner: Runner, number: int, title: str) -> AbstractContextManager[list[str]]:
+    """`[3/9] SSH access (0.0s): 1 key(s)`: one progress line per step, from the runner."""
+    return runner.step(f"[{number}/{STEPS}] {title}")
 
 
 # -- preflight -------------------------------------------------------------------------------
@@ -145,6 +78,7 @@ class Options:
     vendor_dir: Path
     vendor_dir_given: bool
     out: Path
+    cache: Path
     no_nvidia: bool
     mirror: str
     security_mirror: str
@@ -167,25 +101,9 @@ def check_host(euid: int, debian_version: Path) -> None:
         )
 
 
-def missing_host_packages() -> list[str]:
-    # The bootloaders (isolinux, grub-efi) come from the chroot: live-build builds with it.
-    return [package for tool, package in HOST_TOOLS.items() if shutil.which(tool) is None]
-
-
-def install_host_packages(packages: list[str], progress: Progress) -> None:
-    progress.say(f"installing build tools on this host: {' '.join(packages)}")
-    run_logged(["apt-get", "-q", "update"], progress)
-    run_logged(["apt-get", "-q", "-y", "--no-install-recommends", "install", *packages], progress)
-
-
-def live_build_version() -> str:
-    result = subprocess.run(
-        ["dpkg-query", "-W", "-f", "${Version}", "live-build"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return result.stdout.strip() or "unknown"
+def live_build_version(runner: Runner) -> str:
+    argv = ["dpkg-query", "-W", "-f", "${Version}", "live-build"]
+    return runner.run(argv, timeout_s=60, check=False).stdout.strip() or "unknown"
 
 
 def check_free_space(path: Path) -> None:
@@ -201,16 +119,17 @@ def check_free_space(path: Path) -> None:
 # -- git and release -------------------------------------------------------------------------
 
 
-def git_state(repo: Path) -> tuple[str, bool]:
+def git_state(repo: Path, runner: Runner) -> tuple[str, bool]:
     """(commit, dirty) of the source tree; ("unknown", True) outside a git checkout."""
 
-    def git(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["git", "-C", str(repo), *args], capture_output=True, text=True, check=False
-        )
+    def git(*args: str) -> Result:
+        return runner.run(["git", "-C", str(repo), *args], timeout_s=60, check=False)
 
-    head = git("rev-parse", "HEAD")
-    if head.returncode != 0:
+    try:
+        head = git("rev-parse", "HEAD")
+    except CommandError:  # no git on the host: the release file says unknown
+        return "unknown", True
+    if head.code != 0:
         return "unknown", True
     status = git("status", "--porcelain", "--untracked-files=no")
     return head.stdout.strip(), bool(status.stdout.strip())
@@ -251,7 +170,7 @@ def mounts_under(path: Path, mounts_text: str) -> list[str]:
     return sorted(set(found), key=len, reverse=True)
 
 
-def remove_workdir(path: Path) -> None:
+def remove_workdir(path: Path, runner: Runner) -> None:
     """Unmount whatever an interrupted live-build left mounted, then delete the workdir."""
     if not path.exists():
         return
@@ -260,15 +179,15 @@ def remove_workdir(path: Path) -> None:
         if not points:
             break
         for point in points:
-            subprocess.run(["umount", "-l", point], capture_output=True, check=False)
+            runner.run(["umount", "-l", point], timeout_s=120, check=False)
     if mounts_under(path, Path("/proc/mounts").read_text(encoding="utf-8")):
         raise BuildError(f"{path} still has mounts under it; unmount them and retry")
     shutil.rmtree(path)
 
 
-def prepare_workdir(workdir: Path, staged: Path, cache_dir: Path) -> None:
+def prepare_workdir(workdir: Path, staged: Path, cache_dir: Path, runner: Runner) -> None:
     """iso/builder/ copied to `workdir`, the staged tree as includes.chroot_after_packages."""
-    remove_workdir(workdir)
+    remove_workdir(workdir, runner)
     shutil.copytree(BUILDER_DIR, workdir, symlinks=True)
     after = workdir / "config" / "includes.chroot_after_packages"
     if after.exists() or (workdir / "config" / "includes.chroot").exists():
@@ -330,6 +249,13 @@ def parse_args(argv: list[str] | None) -> Options:
         help=f"vendor binaries ({', '.join(staging.VENDOR_BINARIES)}); default iso/vendor/",
     )
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "dist", metavar="DIR")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        metavar="DIR",
+        help="where the NVIDIA build, the apt lists and live-build's cache live (default: --out;"
+        " vm_test points it at dist/ so every image build shares one cache)",
+    )
     parser.add_argument("--no-nvidia", action="store_true", help="build without NVIDIA modules")
     parser.add_argument("--mirror", metavar="URL", help="Debian mirror (default: VERSIONS)")
     parser.add_argument(
@@ -353,6 +279,7 @@ def parse_args(argv: list[str] | None) -> Options:
         vendor_dir=args.vendor_dir or staging.VENDOR_DIR,
         vendor_dir_given=args.vendor_dir is not None,
         out=args.out.resolve(),
+        cache=(args.cache or args.out).resolve(),
         no_nvidia=args.no_nvidia,
         mirror=(args.mirror or versions["DEBIAN_MIRROR"]).rstrip("/"),
         security_mirror=(args.security_mirror or versions["DEBIAN_SECURITY_MIRROR"]).rstrip("/"),
@@ -371,7 +298,7 @@ def _versions_or_exit(parser: argparse.ArgumentParser) -> Versions:
         raise  # unreachable: parser.exit raises SystemExit
 
 
-def build(options: Options, progress: Progress) -> Path:
+def build(options: Options, progress: Runner) -> Path:
     versions = options.versions
     abi = versions.kernel_abi
     split_abi(abi)
@@ -387,15 +314,14 @@ def build(options: Options, progress: Progress) -> Path:
     version = agent_version(staging.AGENT_DIR)
     check_host(os.geteuid(), Path("/etc/debian_version"))
     check_free_space(dist)
-    missing = missing_host_packages()
-    if missing:
-        install_host_packages(missing, progress)
+    hosttools.ensure("build_iso --no-nvidia" if options.no_nvidia else "build_iso", progress)
+    cache = options.cache
     repo = AptRepo(
-        dist / "apt" / versions["DEBIAN_RELEASE"],
+        cache / "apt" / versions["DEBIAN_RELEASE"],
         mirror=options.mirror,
         security_mirror=options.security_mirror,
         release=versions["DEBIAN_RELEASE"],
-        log=progress.write,
+        runner=progress,
     )
     started = time.monotonic()
     repo.update()
@@ -408,16 +334,16 @@ def build(options: Options, progress: Progress) -> Path:
         return dist
     source_before = {path: staging.tree_digest(path) for path in SOURCE_DIRS}
 
-    with progress.step(1, "package the agent") as notes:
+    with step(progress, 1, "package the agent") as notes:
         agent = staging.package_agent(staging.AGENT_DIR, dist / "agent")
         notes.append(f"bee {version}, {'built' if agent.rebuilt else 'up to date, not rebuilt'}")
 
-    with progress.step(2, "fresh staging dir") as notes:
+    with step(progress, 2, "fresh staging dir") as notes:
         staged = staging.fresh_staging(dist / "staging")
         staging.copy_overlay(staging.OVERLAY_DIR, staged)
         notes.append(str(staged))
 
-    with progress.step(3, "SSH access") as notes:
+    with step(progress, 3, "SSH access") as notes:
         access = staging.inject_authorized_keys(staged, keys)
         if keys:
             notes.append(f"{len(keys)} key(s) for root from {options.authorized_keys}")
@@ -428,11 +354,11 @@ def build(options: Options, progress: Progress) -> Path:
                 "password shown on the machine's console at each boot !!!"
             )
 
-    with progress.step(4, "agent into the image") as notes:
+    with step(progress, 4, "agent into the image") as notes:
         staging.inject_agent(staged, agent.zipapp, staging.AGENT_DIR / "bee")
         notes.append("/usr/local/bin/bee, python3 -m bee")
 
-    with progress.step(5, "vendor binaries") as notes:
+    with step(progress, 5, "vendor binaries") as notes:
         report = staging.inject_vendor(
             staged, options.vendor_dir, must_exist=options.vendor_dir_given
         )
@@ -442,18 +368,18 @@ def build(options: Options, progress: Progress) -> Path:
         if report.ignored:
             notes.append(f"ignored: {', '.join(report.ignored)}")
 
-    with progress.step(6, "NVIDIA modules and user space") as notes:
+    with step(progress, 6, "NVIDIA modules and user space") as notes:
         if options.no_nvidia:
             nvidia = None
             notes.append("skipped (--no-nvidia)")
         else:
-            nvidia = _nvidia_payload(versions, dist, staged, progress)
+            nvidia = _nvidia_payload(versions, cache, staged, progress)
             notes.append(
                 f"driver {nvidia.version} ({nvidia.flavour}), modules {', '.join(nvidia.modules)}"
             )
 
-    with progress.step(7, "release file and motd") as notes:
-        commit, dirty = git_state(REPO_ROOT)
+    with step(progress, 7, "release file and motd") as notes:
+        commit, dirty = git_state(REPO_ROOT, progress)
         release = staging.Release(
             bee_version=version,
             bee_git_commit=commit,
@@ -464,22 +390,22 @@ def build(options: Options, progress: Progress) -> Path:
             nvidia_driver_version=nvidia.version if nvidia else "none",
             nvidia_flavour=nvidia.flavour if nvidia else "none",
             nvidia_source=nvidia.source if nvidia else "none",
-            live_build_version=live_build_version(),
+            live_build_version=live_build_version(progress),
             ssh_access=access,
         )
         staging.write_release(staged, release)
         notes.append(f"{commit[:12]}{' (dirty)' if dirty else ''}")
 
     workdir = dist / "lb-work"
-    with progress.step(8, "live-build (lb config && lb build)") as notes:
-        prepare_workdir(workdir, staged, dist / "cache" / "live-build")
+    with step(progress, 8, "live-build (lb config && lb build)") as notes:
+        prepare_workdir(workdir, staged, cache / "cache" / "live-build", progress)
         env = {
             "BEE_MIRROR": options.mirror,
             "BEE_SECURITY_MIRROR": options.security_mirror,
             "BEE_SQUASHFS_COMPRESSION": options.squashfs,
             "BEE_BOOT_TIMEOUT": str(options.boot_timeout),
         }
-        run_logged(["lb", "config"], progress, cwd=workdir, env=env)
+        progress.run(["lb", "config"], cwd=workdir, env=env, timeout_s=LB_CONFIG_TIMEOUT_S)
         check_hooks(workdir)
         lb_started = time.monotonic()
         seen: set[str] = set()
@@ -492,7 +418,9 @@ def build(options: Options, progress: Progress) -> Path:
                 took = time.monotonic() - lb_started
                 print(f"      lb {match.group(1)} (at +{took:.0f}s)", flush=True)
 
-        run_logged(["lb", "build"], progress, cwd=workdir, env=env, on_line=on_line)
+        progress.run(
+            ["lb", "build"], cwd=workdir, env=env, on_line=on_line, timeout_s=LB_BUILD_TIMEOUT_S
+        )
         changed = [
             str(path.relative_to(REPO_ROOT))
             for path, digest in source_before.items()
@@ -511,7 +439,7 @@ def build(options: Options, progress: Progress) -> Path:
             )
         notes.append(f"kernel {abi}, squashfs {options.squashfs}")
 
-    with progress.step(9, "ISO and checksum") as notes:
+    with step(progress, 9, "ISO and checksum") as notes:
         built = sorted(workdir.glob("*.iso"))
         if len(built) != 1:
             raise BuildError(f"live-build left {len(built)} ISOs in {workdir}, expected one")
@@ -524,19 +452,19 @@ def build(options: Options, progress: Progress) -> Path:
         notes.append(f"{iso} ({iso.stat().st_size / 1024**2:.0f} MiB)")
 
     if not options.keep_workdir:
-        remove_workdir(workdir)
+        remove_workdir(workdir, progress)
     return iso
 
 
 def _nvidia_payload(
-    versions: Versions, dist: Path, staged: Path, progress: Progress
+    versions: Versions, cache: Path, staged: Path, progress: Runner
 ) -> staging.NvidiaPayload:
     # Imported here: only an NVIDIA build needs it, and a --no-nvidia build works without.
     from buildtools.nvidia import build as nvidia
 
     try:
-        entry = nvidia.ensure_nvidia(versions, dist, lambda line: progress.say(f"      {line}"))
-    except nvidia.NvidiaError as exc:
+        entry = nvidia.ensure_nvidia(versions, cache, lambda line: progress.say(f"      {line}"))
+    except (nvidia.NvidiaError, CommandError, AptError) as exc:
         raise BuildError(f"NVIDIA: {exc} (or build with --no-nvidia)") from None
     return staging.inject_nvidia(staged, Path(entry.path))
 
@@ -551,14 +479,22 @@ def main(argv: list[str] | None = None) -> int:
     except BlockingIOError:
         print(f"build_iso: another build is running in {options.out}", file=sys.stderr)
         return 1
-    progress = Progress(options.out / "build-iso.log")
+    progress = Runner(options.out / "build-iso.log", fresh=True)
     started = time.monotonic()
     try:
         result = build(options, progress)
     except KeyboardInterrupt:
         progress.say(f"build_iso: interrupted; log: {progress.log_path}")
         return 130
-    except (BuildError, staging.StagingError, KernelError, VersionsError, AptError) as exc:
+    except (
+        BuildError,
+        staging.StagingError,
+        KernelError,
+        VersionsError,
+        AptError,
+        CommandError,
+        HostToolsError,
+    ) as exc:
         progress.say(f"build_iso: {exc}")
         progress.say(f"build_iso: full log: {progress.log_path}")
         return 1

@@ -10,17 +10,18 @@ Files named by --authorized-keys, --vendor-dir and --out outside the tree are mo
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 from buildtools.pins.versions import REPO_ROOT
+from buildtools.runner import CommandError, Runner
 
 CONTAINERFILE = REPO_ROOT / "buildtools" / "image" / "Containerfile"
 ENGINES = ("podman", "docker")
 SOURCE_MOUNT = "/src"
+BUILD_IMAGE_TIMEOUT_S = 3600
+BUILD_TIMEOUT_S = 4 * 3600
 # build_iso options that name host paths, and where each goes in the container.
 PATH_OPTIONS = {
     "--authorized-keys": ("/run/bee/authorized_keys", True),
@@ -119,26 +120,30 @@ def main(argv: list[str] | None = None) -> int:
     except ContainerError as exc:
         print(f"build_iso_container: {exc}", file=sys.stderr)
         return 1
-    info = subprocess.run([engine, "info"], capture_output=True, text=True, check=False)
-    if info.returncode != 0:
-        last = (info.stderr.strip().splitlines() or ["no output"])[-1]
-        print(f"build_iso_container: {engine} is not usable: {last}", file=sys.stderr)
-        return 1
-    have = subprocess.run([engine, "image", "inspect", tag], capture_output=True, check=False)
-    if have.returncode != 0:
-        print(f"building the builder image {tag} from {CONTAINERFILE.relative_to(REPO_ROOT)}")
-        build = subprocess.run(
-            [engine, "build", "-t", tag, "-f", str(CONTAINERFILE), str(CONTAINERFILE.parent)],
-            check=False,
-        )
-        if build.returncode != 0:
-            print(f"build_iso_container: {engine} build failed", file=sys.stderr)
-            return 1
-    print("$ " + " ".join(command), flush=True)
+    log = REPO_ROOT / "dist" / "build-iso-container.log"
     try:
-        return subprocess.run(command, check=False, env=dict(os.environ)).returncode
+        with Runner(log, fresh=True) as runner:
+            return _build_in_container(runner, engine, tag, command)
+    except CommandError as exc:
+        print(f"build_iso_container: {exc}", file=sys.stderr)
+        print(f"build_iso_container: full log: {log}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _build_in_container(runner: Runner, engine: str, tag: str, command: list[str]) -> int:
+    name = Path(engine).name
+    runner.run([engine, "info"], timeout_s=120, name=f"{name} info")
+    have = runner.run([engine, "image", "inspect", tag], timeout_s=120, check=False)
+    if have.code != 0:
+        runner.say(f"building the builder image {tag} from {CONTAINERFILE.relative_to(REPO_ROOT)}")
+        build = [engine, "build", "-t", tag, "-f", str(CONTAINERFILE), str(CONTAINERFILE.parent)]
+        runner.run(build, timeout_s=BUILD_IMAGE_TIMEOUT_S, on_line=print, name=f"{name} build")
+    runner.say("$ " + " ".join(command))
+    # build_iso's own progress lines, as they come; it bounds each of its commands itself.
+    runner.run(command, timeout_s=BUILD_TIMEOUT_S, on_line=print, name=f"{name} run {tag}")
+    return 0
 
 
 if __name__ == "__main__":

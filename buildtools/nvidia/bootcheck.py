@@ -38,12 +38,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from buildtools import hosttools
+from buildtools.hosttools import HostToolsError
 from buildtools.nvidia.build import ensure_nvidia
 from buildtools.nvidia.cache import NvidiaBuild
 from buildtools.nvidia.kbuild import headers_dir
-from buildtools.nvidia.steps import CommandLog, NvidiaError, Steps
+from buildtools.nvidia.steps import NvidiaError
 from buildtools.pins.aptrepo import AptError, AptRepo
-from buildtools.pins.versions import REPO_ROOT, VersionsError, load_versions
+from buildtools.pins.versions import REPO_ROOT, Versions, VersionsError, load_versions
+from buildtools.runner import CommandError, Runner
 
 MARK = "BEE-CHECK"
 BUSYBOX_APPLETS = ("sh", "mount", "insmod", "cat", "echo", "dmesg", "head", "grep", "poweroff")
@@ -208,7 +211,7 @@ def build_initramfs(
     kernel_abi: str,
     busybox: Path,
     dest: Path,
-    log: CommandLog,
+    log: Runner,
 ) -> Path:
     tree = dest.parent / "initramfs"
     shutil.rmtree(tree, ignore_errors=True)
@@ -218,7 +221,7 @@ def build_initramfs(
     for applet in BUSYBOX_APPLETS:
         (tree / "bin" / applet).symlink_to("busybox")
 
-    log.run(["depmod", "-b", kernel_root, kernel_abi])
+    log.run(["depmod", "-b", kernel_root, kernel_abi], timeout_s=120)
     moddir = kernel_root / "lib/modules" / kernel_abi
     deps = parse_modules_dep((moddir / "modules.dep").read_text())
     dep_paths = load_order(build.manifest["external_depends"], deps)
@@ -238,7 +241,7 @@ def build_initramfs(
     env = {"LD_LIBRARY_PATH": str(build.path / "lib")}
     host_libs = set()
     for binary in (build.path / "bin/nvidia-smi", build.path / "lib/libnvidia-ml.so.1"):
-        _code, output = log.run(["ldd", binary], env=env)
+        output = log.run(["ldd", binary], env=env, timeout_s=60).output
         for line in output.splitlines():
             match = re.search(r"(/\S+) \(0x", line)
             if match and not match.group(1).startswith(str(build.path)):
@@ -288,7 +291,7 @@ def newc_archive(tree: Path) -> bytes:
     return bytes(out)
 
 
-def run_qemu(kernel: Path, initrd: Path, serial_log: Path, log: CommandLog, timeout_s: int) -> str:
+def run_qemu(kernel: Path, initrd: Path, serial_log: Path, log: Runner, timeout_s: int) -> str:
     serial_log.unlink(missing_ok=True)
     log.run(
         [
@@ -322,14 +325,20 @@ def run_qemu(kernel: Path, initrd: Path, serial_log: Path, log: CommandLog, time
 
 def bootcheck(dist_dir: Path, say: Any = print, timeout_s: int = 600) -> dict[str, Any]:
     versions = load_versions()
-    abi = versions.kernel_abi
     dist_dir = Path(dist_dir).resolve()
+    with Runner(dist_dir / "logs" / "nvidia-bootcheck.log", say=say) as log:
+        hosttools.ensure("nvidia_bootcheck", log)
+        build = ensure_nvidia(versions, dist_dir, say)
+        return _bootcheck(build, versions, dist_dir, log, timeout_s)
+
+
+def _bootcheck(
+    build: NvidiaBuild, versions: Versions, dist_dir: Path, log: Runner, timeout_s: int
+) -> dict[str, Any]:
+    abi = versions.kernel_abi
     work = dist_dir / "nvidia-bootcheck"
-    steps = Steps(say, prefix="nvidia-bootcheck")
-    log = CommandLog(dist_dir / "logs" / "nvidia-bootcheck.log")
-    build = ensure_nvidia(versions, dist_dir, say)
-    with steps.step("kernel and busybox packages") as result:
-        repo = AptRepo.from_versions(versions, dist_dir, log=log.write)
+    with log.step("nvidia-bootcheck: kernel and busybox packages") as notes:
+        repo = AptRepo.from_versions(versions, dist_dir, runner=log)
         debs_dir = work / "debs"
         wanted = {f"linux-image-{abi}": None, "busybox-static": None}
         for name in wanted:
@@ -340,12 +349,12 @@ def bootcheck(dist_dir: Path, say: Any = print, timeout_s: int = 600) -> dict[st
             wanted[name] = found[-1]
         kernel_root = work / "kernel"
         shutil.rmtree(kernel_root, ignore_errors=True)
-        log.run(["dpkg-deb", "-x", wanted[f"linux-image-{abi}"], kernel_root])
+        log.run(["dpkg-deb", "-x", wanted[f"linux-image-{abi}"], kernel_root], timeout_s=600)
         bb_root = work / "busybox"
         shutil.rmtree(bb_root, ignore_errors=True)
-        log.run(["dpkg-deb", "-x", wanted["busybox-static"], bb_root])
-        result.detail = ", ".join(path.name for path in wanted.values() if path)
-    with steps.step("initramfs") as result:
+        log.run(["dpkg-deb", "-x", wanted["busybox-static"], bb_root], timeout_s=600)
+        notes.append(", ".join(path.name for path in wanted.values() if path))
+    with log.step("nvidia-bootcheck: initramfs") as notes:
         initrd = build_initramfs(
             build=build,
             kernel_root=kernel_root,
@@ -354,13 +363,13 @@ def bootcheck(dist_dir: Path, say: Any = print, timeout_s: int = 600) -> dict[st
             dest=work / "initrd.gz",
             log=log,
         )
-        result.detail = f"{initrd} ({initrd.stat().st_size >> 20} MiB)"
-    with steps.step("boot (qemu, tcg)") as result:
+        notes.append(f"{initrd} ({initrd.stat().st_size >> 20} MiB)")
+    with log.step("nvidia-bootcheck: boot (qemu, tcg)") as notes:
         serial = run_qemu(
             kernel_root / "boot" / f"vmlinuz-{abi}", initrd, work / "serial.log", log, timeout_s
         )
         boot = parse_serial(serial)
-        result.detail = f"booted {boot.kernel or '?'}"
+        notes.append(f"booted {boot.kernel or '?'}")
     shutil.rmtree(kernel_root, ignore_errors=True)
     problems = judge(boot, build.manifest["modules"], abi, kernel_symbols(abi))
     report = {
@@ -389,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         report = bootcheck(args.dist, timeout_s=args.timeout)
-    except (NvidiaError, AptError, VersionsError, OSError) as exc:
+    except (NvidiaError, AptError, VersionsError, CommandError, HostToolsError, OSError) as exc:
         print(f"nvidia-bootcheck: error: {exc}", file=sys.stderr)
         return 1
     for name, outcome in report["insmod"].items():

@@ -29,11 +29,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from buildtools import hosttools
+from buildtools.hosttools import HostToolsError
 from buildtools.nvidia import kbuild, sources
 from buildtools.nvidia.cache import NvidiaBuild, build_entry, cache_dir, load_entry, pid_alive
-from buildtools.nvidia.steps import CommandLog, NvidiaError, Steps
+from buildtools.nvidia.steps import NvidiaError
 from buildtools.pins.aptrepo import AptError, AptRepo
 from buildtools.pins.versions import REPO_ROOT, Versions, VersionsError, load_versions
+from buildtools.runner import CommandError, Runner
 
 SOURCES = ("debian", "run")
 FLAVOURS = ("proprietary", "open")
@@ -112,27 +115,34 @@ def ensure_nvidia(
 ) -> NvidiaBuild:
     """The cache entry for the pinned driver and kernel: reused if valid, else built.
 
-    `log` gets one progress line per step. Raises NvidiaError (or AptError) with a one-line
-    message; command output is in `log_file` (default dist/logs/nvidia.log).
+    `log` gets one progress line per step. Raises NvidiaError, AptError or CommandError with a
+    one-line message; command output is in `log_file` (default dist/logs/nvidia.log).
     """
     dist_dir = Path(dist_dir).resolve()
     pins = DriverPins.from_versions(versions, source=source, run_file=run_file)
-    steps = Steps(log)
-    commands = CommandLog(log_file or dist_dir / "logs" / "nvidia.log")
-    commands.write(f"\n=== {datetime.now(UTC).isoformat()} ensure_nvidia {pins}\n")
+    with Runner(log_file or dist_dir / "logs" / "nvidia.log", say=log) as runner:
+        runner.write(f"\n=== {datetime.now(UTC).isoformat()} ensure_nvidia {pins}\n")
+        return _ensure(pins, versions, dist_dir, runner, jobs)
+
+
+def _ensure(
+    pins: DriverPins, versions: Versions, dist_dir: Path, runner: Runner, jobs: int | None
+) -> NvidiaBuild:
     final = cache_dir(dist_dir, pins.version, pins.kernel_abi)
     inputs = pins.cache_inputs()
 
-    with steps.step("cache") as result:
+    with runner.step("nvidia: cache") as notes:
         entry, why = load_entry(final, inputs)
-        result.detail = f"hit {final}" if entry else f"miss: {why}"
+        notes.append(f"hit {final}" if entry else f"miss: {why}")
     if entry is not None:
         return entry
 
     started = time.monotonic()
-    repo = AptRepo.from_versions(versions, dist_dir, log=commands.write)
+    # A miss builds: the tools it needs are checked (and installed) before anything long.
+    hosttools.ensure("nvidia_modules", runner)
+    repo = AptRepo.from_versions(versions, dist_dir, runner=runner)
     if pins.source == "run":
-        with steps.step("fetch installer") as result:
+        with runner.step("nvidia: fetch installer") as notes:
             run_path, cached = sources.fetch_run(
                 url=pins.run_url,
                 sha256=pins.run_sha256,
@@ -140,22 +150,22 @@ def ensure_nvidia(
                 dist_dir=dist_dir,
                 local_file=pins.run_file,
             )
-            result.detail = f"{run_path.name} sha256 ok" + (" (cached)" if cached else "")
-    with steps.step("kernel headers") as result:
-        result.detail = kbuild.ensure_headers(pins.kernel_abi, repo)
+            notes.append(f"{run_path.name} sha256 ok" + (" (cached)" if cached else ""))
+    with runner.step("nvidia: kernel headers") as notes:
+        notes.append(kbuild.ensure_headers(pins.kernel_abi, repo))
         compiler = kbuild.kernel_compiler(pins.kernel_abi)
 
     with work_dir(dist_dir) as work:
-        with steps.step(f"driver source ({pins.source})") as result:
+        with runner.step(f"nvidia: driver source ({pins.source})") as notes:
             if pins.source == "run":
                 tree = sources.extract_run(
                     run_path,
                     version=pins.version,
                     flavour=pins.flavour,
                     work=work,
-                    log=commands,
+                    log=runner,
                 )
-                result.detail = f"extracted {tree.root.name}"
+                notes.append(f"extracted {tree.root.name}")
             else:
                 tree = sources.fetch_debian(
                     repo,
@@ -163,31 +173,31 @@ def ensure_nvidia(
                     flavour=pins.flavour,
                     debs_dir=dist_dir / "nvidia-debs",
                     work=work,
-                    log=commands,
+                    log=runner,
                 )
-                result.detail = f"{len(tree.origin['packages'])} packages at {pins.version}"
+                notes.append(f"{len(tree.origin['packages'])} packages at {pins.version}")
 
         def fill(entry_dir: Path) -> dict[str, Any]:
-            with steps.step(f"make modules ({pins.flavour}, {compiler})") as result:
+            with runner.step(f"nvidia: make modules ({pins.flavour}, {compiler})") as notes:
                 built = kbuild.build_modules(
-                    tree.kernel_src, pins.kernel_abi, compiler, commands, jobs
+                    tree.kernel_src, pins.kernel_abi, compiler, runner, jobs
                 )
-                result.detail = ", ".join(module.name for module in built)
-            with steps.step("check modules") as result:
+                notes.append(", ".join(module.name for module in built))
+            with runner.step("nvidia: check modules") as notes:
                 (entry_dir / "modules").mkdir()
                 shipped = []
                 for module in built:
                     shutil.copyfile(module, entry_dir / "modules" / module.name)
                     shipped.append(entry_dir / "modules" / module.name)
-                kbuild.strip_debug(shipped, commands)
+                kbuild.strip_debug(shipped, runner)
                 module_fields = kbuild.check_modules(
-                    shipped, kernel_abi=pins.kernel_abi, version=pins.version, log=commands
+                    shipped, kernel_abi=pins.kernel_abi, version=pins.version, log=runner
                 )
-                result.detail = f"vermagic {pins.kernel_abi}, version {pins.version}: ok"
-            with steps.step("user space") as result:
+                notes.append(f"vermagic {pins.kernel_abi}, version {pins.version}: ok")
+            with runner.step("nvidia: user space") as notes:
                 user_fields = kbuild.assemble_user_space(tree, entry_dir, pins.version)
-                smi = kbuild.check_user_space(entry_dir, commands)
-                result.detail = f"nvidia-smi here: {smi}"
+                smi = kbuild.check_user_space(entry_dir, runner)
+                notes.append(f"nvidia-smi here: {smi}")
             return {
                 "version": pins.version,
                 "flavour": pins.flavour,
@@ -202,9 +212,9 @@ def ensure_nvidia(
                 **user_fields,
             }
 
-        with steps.step("cache entry") as result:
+        with runner.step("nvidia: cache entry") as notes:
             entry = build_entry(final, inputs, fill)
-            result.detail = f"{final} ({_size_mib(final):.0f} MiB)"
+            notes.append(f"{final} ({_size_mib(final):.0f} MiB)")
     return entry
 
 
@@ -270,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
             log_file=log_file,
             jobs=args.jobs,
         )
-    except (NvidiaError, AptError, VersionsError) as exc:
+    except (NvidiaError, AptError, VersionsError, CommandError, HostToolsError) as exc:
         print(f"nvidia: error: {exc}", file=sys.stderr)
         if log_file.exists():
             print(f"nvidia: full log: {log_file}", file=sys.stderr)

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from buildtools.nvidia.sources import DriverTree
-from buildtools.nvidia.steps import CommandLog, NvidiaError
+from buildtools.nvidia.steps import NvidiaError
 from buildtools.pins.aptrepo import AptRepo
+from buildtools.runner import Runner
 
 # insmod order: nvidia first; modeset and uvm need its symbols; drm needs modeset.
 MODULE_ORDER = ("nvidia", "nvidia-modeset", "nvidia-uvm", "nvidia-drm", "nvidia-peermem")
@@ -104,7 +105,7 @@ def kernel_compiler(kernel_abi: str) -> str:
 
 
 def build_modules(
-    kernel_src: Path, kernel_abi: str, compiler: str, log: CommandLog, jobs: int | None = None
+    kernel_src: Path, kernel_abi: str, compiler: str, log: Runner, jobs: int | None = None
 ) -> list[Path]:
     """Run the module build with nice; return the .ko files it produced."""
     jobs = jobs or max(1, os.cpu_count() or 1)
@@ -129,9 +130,8 @@ def build_modules(
     return modules
 
 
-def modinfo(module: Path, field: str, log: CommandLog) -> str:
-    _code, output = log.run(["modinfo", "-F", field, module])
-    return output.strip()
+def modinfo(module: Path, field: str, log: Runner) -> str:
+    return log.run(["modinfo", "-F", field, module], timeout_s=60).stdout.strip()
 
 
 def _module_key(name: str) -> str:
@@ -146,7 +146,7 @@ def order_modules(names: list[str]) -> list[str]:
 
 
 def check_modules(
-    modules: list[Path], *, kernel_abi: str, version: str, log: CommandLog
+    modules: list[Path], *, kernel_abi: str, version: str, log: Runner
 ) -> dict[str, Any]:
     """Vermagic and version of every module; its registered name and dependencies."""
     vermagic: dict[str, str] = {}
@@ -290,21 +290,22 @@ def _copy_checked(source: Path, dest: Path, version: str, *, mode: int) -> None:
     dest.chmod(mode)
 
 
-def check_user_space(dest: Path, log: CommandLog) -> str:
+def check_user_space(dest: Path, log: Runner) -> str:
     """ldd resolves nvidia-smi's libraries from lib/, and nvidia-smi gets past loading NVML."""
     env = {"LD_LIBRARY_PATH": str(dest / "lib")}
     for binary in sorted((dest / "bin").iterdir()):
-        _code, output = log.run(["ldd", binary], env=env, check=False)
+        output = log.run(["ldd", binary], env=env, check=False, timeout_s=60).output
         missing = [line.split()[0] for line in output.splitlines() if "not found" in line]
         if missing:
             raise NvidiaError(f"{binary.name} needs libraries that are missing: {missing}")
-    code, output = log.run([dest / "bin/nvidia-smi"], env=env, check=False, timeout_s=60)
+    smi = log.run([dest / "bin/nvidia-smi"], env=env, check=False, timeout_s=60)
+    code, output = smi.code, smi.output
     if code == SMI_NO_LIBRARY or SMI_LIBRARY_MESSAGE in output:
         raise NvidiaError(f"nvidia-smi cannot load libnvidia-ml.so.1 from lib/: {output.strip()}")
     first = next((line.strip() for line in output.splitlines() if line.strip()), "")
     return f"exit {code}: {first}"
 
 
-def strip_debug(modules: list[Path], log: CommandLog) -> None:
+def strip_debug(modules: list[Path], log: Runner) -> None:
     """`strip --strip-debug`, as Debian's own module packages do (dh_strip): debug info only."""
-    log.run(["strip", "--strip-debug", *modules])
+    log.run(["strip", "--strip-debug", *modules], timeout_s=300)

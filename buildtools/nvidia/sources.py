@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from buildtools.nvidia.cache import sha256_file, verify_sha256
-from buildtools.nvidia.steps import CommandLog, NvidiaError
+from buildtools.nvidia.steps import NvidiaError
 from buildtools.pins.aptrepo import AptRepo, upstream_version
+from buildtools.runner import Runner
 
 DEBIAN_MODULE_SOURCE = {
     "proprietary": "nvidia-kernel-source",
@@ -112,7 +113,7 @@ def fetch_debian(
     flavour: str,
     debs_dir: Path,
     work: Path,
-    log: CommandLog,
+    log: Runner,
 ) -> DriverTree:
     """Download (or reuse) the .debs of exactly `version`, unpack them, untar the module source."""
     repo.ensure_updated()
@@ -143,13 +144,13 @@ def fetch_debian(
     root = work / "root"
     root.mkdir(parents=True, exist_ok=True)
     for package in chosen:
-        log.run(["dpkg-deb", "-x", debs[package], root])
+        log.run(["dpkg-deb", "-x", debs[package], root], timeout_s=600)
     tarball = root / "usr/src" / f"{DEBIAN_MODULE_SOURCE[flavour].removesuffix('-source')}.tar.xz"
     if not tarball.is_file():
         raise NvidiaError(f"{DEBIAN_MODULE_SOURCE[flavour]} has no {tarball.name} in usr/src/")
     src_root = work / "src"
     src_root.mkdir(parents=True, exist_ok=True)
-    log.run(["tar", "-xJf", tarball, "-C", src_root])
+    log.run(["tar", "-xJf", tarball, "-C", src_root], timeout_s=600)
     kernel_src = _single_dir_with(src_root, "Kbuild")
     return DriverTree(
         root=root,
@@ -232,7 +233,7 @@ def _download(url: str, dest: Path) -> None:
 
 
 def extract_run(
-    run_file: Path, *, version: str, flavour: str, work: Path, log: CommandLog
+    run_file: Path, *, version: str, flavour: str, work: Path, log: Runner
 ) -> DriverTree:
     """`sh <installer> -x` in an empty directory; it unpacks NVIDIA-Linux-x86_64-<version>/."""
     work.mkdir(parents=True, exist_ok=True)

@@ -18,19 +18,17 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from buildtools import hosttools
 from buildtools.pins.versions import Versions
+from buildtools.runner import CommandError, Runner
 
 DEFAULT_AREAS = ("main", "contrib", "non-free", "non-free-firmware")
 DEFAULT_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 # Package names per Debian policy: lower case letters, digits, + - . (at least two chars).
 _PACKAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
-_TAIL_LINES = 3
-
-LogFn = Callable[[str], None]
 
 
 class AptError(Exception):
@@ -120,7 +118,7 @@ class AptRepo:
         areas: Sequence[str] = DEFAULT_AREAS,
         keyring: Path | None = DEFAULT_KEYRING,
         trusted: bool = False,
-        log: LogFn | None = None,
+        runner: Runner | None = None,
         timeout_s: float = 900,
     ) -> None:
         if not areas:
@@ -132,7 +130,8 @@ class AptRepo:
         self.areas = tuple(areas)
         self.keyring = keyring
         self.trusted = trusted
-        self.log = log or (lambda _text: None)
+        # No runner: a command-line query (kernel check) with nowhere to log to.
+        self.runner = runner or Runner(None)
         self.timeout_s = timeout_s
 
     @classmethod
@@ -142,7 +141,7 @@ class AptRepo:
         dist_dir: Path,
         *,
         areas: Sequence[str] = DEFAULT_AREAS,
-        log: LogFn | None = None,
+        runner: Runner | None = None,
     ) -> AptRepo:
         """The mirror, security mirror and release pinned in VERSIONS; state in dist/apt/."""
         release = versions["DEBIAN_RELEASE"]
@@ -152,7 +151,7 @@ class AptRepo:
             security_mirror=versions.get("DEBIAN_SECURITY_MIRROR") or None,
             release=release,
             areas=areas,
-            log=log,
+            runner=runner,
         )
 
     # -- configuration ---------------------------------------------------------------------
@@ -211,35 +210,20 @@ class AptRepo:
 
     # -- commands --------------------------------------------------------------------------
 
-    def _run(self, argv: list[str], *, cwd: Path | None = None) -> str:
-        env = dict(os.environ, LC_ALL="C", DEBIAN_FRONTEND="noninteractive")
-        self.log(f"$ {' '.join(argv)}\n")
-        try:
-            proc = subprocess.run(
-                argv,
-                cwd=cwd,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                timeout=self.timeout_s,
-                check=False,
-            )
-        except FileNotFoundError:
-            raise AptError(f"{argv[0]} not found: is this a Debian host?") from None
-        except subprocess.TimeoutExpired:
-            raise AptError(f"{' '.join(argv[:2])} timed out after {self.timeout_s:.0f}s") from None
-        out = proc.stdout.decode("utf-8", errors="replace")
-        err = proc.stderr.decode("utf-8", errors="replace")
-        self.log(out + err + f"[exit {proc.returncode}]\n")
-        if proc.returncode != 0:
-            tail = " | ".join(line for line in err.strip().splitlines()[-_TAIL_LINES:] if line)
-            raise AptError(f"{argv[0]} {argv[-1]} failed (exit {proc.returncode}): {tail}")
-        return out
-
     def _apt(self, tool: str, *args: str, cwd: Path | None = None) -> str:
+        """stdout of `tool` with this configuration (stderr goes to the log and the error)."""
         if not self.sources_file.exists():
             self.write_config()
-        return self._run([tool, *self.apt_options(), *args], cwd=cwd)
+        try:
+            result = self.runner.run(
+                [tool, *self.apt_options(), *args],
+                cwd=cwd,
+                timeout_s=self.timeout_s,
+                name=f"{tool} {args[-1]}",  # not the dozen -o options before it
+            )
+        except CommandError as exc:
+            raise AptError(str(exc)) from None
+        return result.stdout
 
     def update(self) -> None:
         """Write the configuration and fetch the package lists (network)."""
@@ -303,7 +287,7 @@ class AptRepo:
             _check_name(spec.partition("=")[0])
         if os.geteuid() != 0:
             raise AptError(f"installing {' '.join(packages)} needs root")
-        self._apt("apt-get", "-q", "-y", "--no-install-recommends", "install", *packages)
+        self._apt(*hosttools.install_command(packages))
 
 
 def _check_name(name: str) -> None:

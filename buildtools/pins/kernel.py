@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         versions = load_versions(args.versions)
         abi = versions.kernel_abi
         split_abi(abi)
-        repo = AptRepo.from_versions(versions, args.dist, log=None)
+        repo = AptRepo.from_versions(versions, args.dist)
         repo.update()
         if args.command == "check":
             check_kernel(repo, abi)

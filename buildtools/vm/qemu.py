@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import socket
 import subprocess
 import time
@@ -17,6 +16,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from buildtools.runner import CommandError, Runner, stop_group
 from buildtools.vm import fru
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -456,32 +456,30 @@ def parse_isolinux_append(text: str) -> tuple[str, str, str] | None:
     return None
 
 
-def extract_boot_files(iso: Path, out_dir: Path) -> BootFiles:
+def extract_boot_files(iso: Path, out_dir: Path, runner: Runner) -> BootFiles:
     """Copy the kernel and initrd out of the ISO (xorriso -osirrox) with its boot arguments."""
     out_dir.mkdir(parents=True, exist_ok=True)
     menu = out_dir / "live.cfg"
-    _xorriso(iso, ["-extract", "/isolinux/live.cfg", str(menu)])
+    _xorriso(iso, ["-extract", "/isolinux/live.cfg", str(menu)], runner)
     parsed = parse_isolinux_append(menu.read_text(encoding="utf-8", errors="replace"))
     if parsed is None:
         raise QemuError(f"{iso}: /isolinux/live.cfg names no kernel, initrd and append line")
     kernel_in_iso, initrd_in_iso, append = parsed
     kernel, initrd = out_dir / "vmlinuz", out_dir / "initrd.img"
-    _xorriso(iso, ["-extract", kernel_in_iso, str(kernel), "-extract", initrd_in_iso, str(initrd)])
+    extract = ["-extract", kernel_in_iso, str(kernel), "-extract", initrd_in_iso, str(initrd)]
+    _xorriso(iso, extract, runner)
     for path in (kernel, initrd):
         if not path.is_file() or path.stat().st_size == 0:
             raise QemuError(f"{iso}: could not extract {path.name}")
     return BootFiles(kernel=kernel, initrd=initrd, append=append)
 
 
-def _xorriso(iso: Path, actions: list[str]) -> None:
+def _xorriso(iso: Path, actions: list[str], runner: Runner) -> None:
     argv = ["xorriso", "-osirrox", "on", "-indev", str(iso), *actions]
     try:
-        result = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
-    except FileNotFoundError:
-        raise QemuError("xorriso is not installed (apt-get install xorriso)") from None
-    if result.returncode != 0:
-        tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise QemuError(f"xorriso failed on {iso}: {tail}")
+        runner.run(argv, timeout_s=120, name=f"xorriso -indev {iso}")
+    except CommandError as exc:
+        raise QemuError(str(exc)) from None
 
 
 # --- acceleration -----------------------------------------------------------------------------
@@ -492,7 +490,7 @@ KVM_PROBE_SECONDS = 30
 _KVM_PROBE_DONE = re.compile(rb"Kernel panic|Unable to mount root|Run /init|Freeing unused kernel")
 
 
-def probe_kvm(kernel: Path, work_dir: Path) -> Accel:
+def probe_kvm(kernel: Path, work_dir: Path, runner: Runner) -> Accel:
     """Boot the image's kernel briefly under KVM; fall back to TCG when that does not work.
 
     Seen on the project's build host: /dev/kvm exists, `-cpu host` aborts on an MSR write and
@@ -524,19 +522,15 @@ def probe_kvm(kernel: Path, work_dir: Path) -> Accel:
         "console=ttyS0 panic=-1",
     ]
     started = time.monotonic()
-    with subprocess.Popen(
-        argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
-    ) as proc:
-        try:
-            _, err = proc.communicate(timeout=KVM_PROBE_SECONDS)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            err = b""
+    try:
+        err = runner.run(argv, timeout_s=KVM_PROBE_SECONDS, check=False).output
+    except CommandError:  # timed out: the serial log decides
+        err = ""
     seen = log.read_bytes() if log.exists() else b""
     took = time.monotonic() - started
     if _KVM_PROBE_DONE.search(seen):
         return Accel(name="kvm", cpu="host", why=f"KVM works (kernel ran in {took:.1f} s)")
-    reason = (err.decode(errors="replace").strip().splitlines() or [""])[-1]
+    reason = (err.strip().splitlines() or [""])[-1]
     if not reason:
         reason = f"the kernel printed nothing useful in {KVM_PROBE_SECONDS} s"
     return Accel(name="tcg", cpu="max", why=f"KVM does not work here ({reason}): {tcg}")
@@ -552,21 +546,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _kill_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=grace)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
 class Vm:
-    """One qemu-system-x86_64 process; `with Vm(argv, log) as vm:` stops it on the way out."""
+    """One qemu-system-x86_64 process; `with Vm(argv, log) as vm:` stops it on the way out.
+
+    Not a runner command: the VM runs while the test talks to it, and the test's waits bound it.
+    """
 
     def __init__(self, argv: list[str], stderr_log: Path) -> None:
         self.argv = argv
@@ -606,4 +590,4 @@ class Vm:
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            _kill_group(self.proc)
+            stop_group(self.proc)

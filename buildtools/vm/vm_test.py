@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -36,22 +35,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from buildtools import hosttools
+from buildtools.hosttools import HostToolsError
+from buildtools.runner import CommandError, Runner
 from buildtools.vm import checks as vm_checks
 from buildtools.vm import fru, qemu
 
 REPO_ROOT = qemu.REPO_ROOT
 SMOKETEST = REPO_ROOT / "iso" / "builder" / "smoketest.sh"
 CAPTURE_SCRIPT = REPO_ROOT / "fixtures" / "capture.sh"
-HOST_TOOLS = {
-    qemu.QEMU: "qemu-system-x86",
-    "ssh": "openssh-client",
-    "ssh-keygen": "openssh-client",
-    "xorriso": "xorriso",
-}
 SSH_WAIT_S = 900  # TCG boots take about 3 minutes on the project's build host
 AUDIT_WAIT_S = 400
 SERIAL_WAIT_S = 900
 SSH_ATTEMPT_S = 30
+BUILD_TIMEOUT_S = 4 * 3600  # build_iso bounds each of its own commands; this bounds the whole
 
 
 class VmTestError(Exception):
@@ -178,30 +175,17 @@ def timestamp() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
-def check_host_tools() -> None:
-    missing = [f"{tool} ({pkg})" for tool, pkg in HOST_TOOLS.items() if not shutil.which(tool)]
-    if missing:
-        raise VmTestError(f"missing host tools: {', '.join(missing)}")
-    if not SMOKETEST.is_file():
-        raise VmTestError(f"{SMOKETEST} is missing")
-
-
-def make_throwaway_key(run_dir: Path) -> Path:
+def make_throwaway_key(run_dir: Path, runner: Runner) -> Path:
     key = run_dir / "ssh" / "id_ed25519"
     key.parent.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "bee-vm-test", "-f", str(key)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise VmTestError(f"ssh-keygen failed: {result.stderr.strip()}")
+    argv = ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "bee-vm-test", "-f", str(key)]
+    runner.run(argv, timeout_s=60)
     return key
 
 
-def build_image(key: Path, out_dir: Path, *, no_nvidia: bool) -> Path:
-    """image/build_iso.py with the throwaway public key; its caches live in dist/ as usual."""
+def build_image(key: Path, out_dir: Path, cache: Path, runner: Runner, *, no_nvidia: bool) -> Path:
+    """image/build_iso.py with the throwaway public key into `out_dir`, sharing dist/'s caches
+    (the NVIDIA build, apt lists, live-build's cache) with `nox -s build_iso`."""
     argv = [
         sys.executable,
         "-m",
@@ -210,13 +194,14 @@ def build_image(key: Path, out_dir: Path, *, no_nvidia: bool) -> Path:
         str(key.with_suffix(".pub")),
         "--out",
         str(out_dir),
+        "--cache",
+        str(cache),
     ]
     if no_nvidia:
         argv.append("--no-nvidia")
     print(f"vm_test: building the image: {' '.join(argv[1:])}", flush=True)
-    result = subprocess.run(argv, cwd=REPO_ROOT, check=False)
-    if result.returncode != 0:
-        raise VmTestError(f"build_iso failed (exit {result.returncode}); see its log above")
+    # Its progress lines go on to the console as they come; its own log is out_dir/build-iso.log.
+    runner.run(argv, cwd=REPO_ROOT, timeout_s=BUILD_TIMEOUT_S, on_line=print, name="build_iso")
     isos = sorted(out_dir.glob("bee-*.iso"), key=lambda p: p.stat().st_mtime)
     if not isos:
         raise VmTestError(f"build_iso succeeded but left no bee-*.iso in {out_dir}")
@@ -242,7 +227,7 @@ def known_host_keys(path: Path) -> set[str]:
     return keys
 
 
-def guest_capture(ssh: Ssh, dest: Path) -> list[str]:
+def guest_capture(ssh: Ssh, dest: Path, runner: Runner) -> list[str]:
     """fixtures/capture.sh and `bee audit --capture` in the guest, copied back under dest."""
     notes: list[str] = []
     dest.mkdir(parents=True, exist_ok=True)
@@ -251,7 +236,7 @@ def guest_capture(ssh: Ssh, dest: Path) -> list[str]:
             "rm -rf /tmp/cap && sh -s -- /tmp/cap", stdin=CAPTURE_SCRIPT.read_bytes(), timeout=600
         )
         notes.append(f"capture.sh exit {result.returncode}")
-        _copy_dir_back(ssh, "/tmp/cap", dest / "capture-sh")
+        _copy_dir_back(ssh, "/tmp/cap", dest / "capture-sh", runner)
     else:
         notes.append(f"{CAPTURE_SCRIPT} missing: no raw capture")
     result = ssh.run(
@@ -260,17 +245,20 @@ def guest_capture(ssh: Ssh, dest: Path) -> list[str]:
     )
     notes.append(f"bee audit --capture exit {result.returncode}")
     (dest / "bee-audit-capture.log").write_bytes(result.stdout + result.stderr)
-    _copy_dir_back(ssh, "/tmp/beecap", dest / "bee-capture")
+    _copy_dir_back(ssh, "/tmp/beecap", dest / "bee-capture", runner)
     fetch(ssh, "cat /tmp/beecap-audit.json", dest / "bee-capture-audit.json")
     return notes
 
 
-def _copy_dir_back(ssh: Ssh, remote: str, local: Path) -> None:
+def _copy_dir_back(ssh: Ssh, remote: str, local: Path, runner: Runner) -> None:
     result = ssh.run(f"tar -C {remote} -cf - .", timeout=300)
     if result.returncode != 0:
         raise VmTestError(f"could not copy {remote} back: {result.stderr.decode().strip()}")
     local.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["tar", "-C", str(local), "-xf", "-"], input=result.stdout, check=True)
+    archive = local.with_name(local.name + ".tar")
+    archive.write_bytes(result.stdout)
+    runner.run(["tar", "-C", str(local), "-xf", str(archive)], timeout_s=300)
+    archive.unlink()
 
 
 @dataclass(slots=True, kw_only=True)
@@ -284,6 +272,7 @@ class Context:
     fru_path: Path
     sdr_path: Path
     guest_capture_dir: Path | None
+    runner: Runner
 
 
 def _vm(ctx: Context, name: str, ssh_port: int | None, isolated: frozenset[int]) -> qemu.Vm:
@@ -332,7 +321,7 @@ def boot_full(ctx: Context) -> tuple[BootReport, set[str]]:
         fetch(ssh, "journalctl -b --no-pager -o short-precise", ctx.run_dir / "journal.txt")
         fetch(ssh, "ipmitool -v fru print", ctx.run_dir / "ipmitool-v-fru-print.txt")
         if ctx.guest_capture_dir is not None:
-            for note in guest_capture(ssh, ctx.guest_capture_dir):
+            for note in guest_capture(ssh, ctx.guest_capture_dir, ctx.runner):
                 print(f"vm_test: guest capture: {note}", flush=True)
         report.total_s = time.monotonic() - vm.started
     try:
@@ -463,17 +452,41 @@ def run(args: argparse.Namespace) -> int:
             if not path.is_file():
                 raise VmTestError(f"{path} does not exist")
     hw = qemu.load_hardware(args.hardware)
-    check_host_tools()
+    if not SMOKETEST.is_file():
+        raise VmTestError(f"{SMOKETEST} is missing")
     run_dir = (args.out / f"vm-test-{timestamp()}").resolve()
     run_dir.mkdir(parents=True)
-    if args.iso is not None:
-        iso, key = args.iso.resolve(), args.ssh_key.resolve()
-    else:
-        key = make_throwaway_key(run_dir)
-        iso = build_image(key, (args.out / "vm-test-image").resolve(), no_nvidia=args.no_nvidia)
+    with Runner(run_dir / "vm-test.log") as runner:
+        hosttools.ensure("vm_test", runner)
+        if args.iso is not None:
+            iso, key = args.iso.resolve(), args.ssh_key.resolve()
+        else:
+            key = make_throwaway_key(run_dir, runner)
+            iso = build_image(
+                key,
+                (args.out / "vm-test-image").resolve(),
+                args.out.resolve(),
+                runner,
+                no_nvidia=args.no_nvidia,
+            )
+        return _boots(
+            args, hw=hw, iso=iso, key=key, run_dir=run_dir, runner=runner, started=started
+        )
+
+
+def _boots(
+    args: argparse.Namespace,
+    *,
+    hw: qemu.Hardware,
+    iso: Path,
+    key: Path,
+    run_dir: Path,
+    runner: Runner,
+    started: float,
+) -> int:
     fru_path, sdr_path = fru.write_images(list(hw.fru_devices), run_dir / "bmc")
-    boot = qemu.extract_boot_files(iso, run_dir / "boot")
-    accel = qemu.probe_kvm(boot.kernel, run_dir)
+    boot = qemu.extract_boot_files(iso, run_dir / "boot", runner)
+    accel = qemu.probe_kvm(boot.kernel, run_dir, runner)
     print(f"vm_test: {accel.why}", flush=True)
     ctx = Context(
         hw=hw,
@@ -485,6 +498,7 @@ def run(args: argparse.Namespace) -> int:
         fru_path=fru_path,
         sdr_path=sdr_path,
         guest_capture_dir=args.guest_capture.resolve() if args.guest_capture else None,
+        runner=runner,
     )
     boots: list[BootReport] = []
     try:
@@ -538,7 +552,14 @@ def main(argv: list[str] | None = None) -> int:
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         return run(args)
-    except (VmTestError, qemu.HardwareError, qemu.QemuError, fru.FruError) as exc:
+    except (
+        VmTestError,
+        qemu.HardwareError,
+        qemu.QemuError,
+        fru.FruError,
+        CommandError,
+        HostToolsError,
+    ) as exc:
         print(f"vm_test: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from buildtools.bench import bench
-from buildtools.image.build_iso import Progress
+from buildtools.image.build_iso import step
+from buildtools.runner import Runner
 from conftest import FIXTURES
 
 
@@ -124,10 +125,10 @@ def test_a_measured_child_reports_status_cpu_and_its_own_peak(host, tmp_path):
 
 def test_the_build_log_is_read_as_build_iso_writes_it(tmp_path):
     log = tmp_path / "build-iso.log"
-    progress = Progress(log, out=io.StringIO())
+    progress = Runner(log, say=io.StringIO().write, fresh=True)
     progress.say("checks passed (1.5s): kernel 6.1.0-56-amd64")
     for number in range(1, 10):
-        with progress.step(number, f"step {number}") as notes:
+        with step(progress, number, f"step {number}") as notes:
             notes.append(f"note {number}")
             if number == 8:
                 progress.write(
@@ -227,13 +228,13 @@ def test_a_missing_fixture_stops_the_bench_with_one_line(tmp_path, capsys):
 
 
 def _write_build_log(path: Path, steps: int, debootstrap: bool, lb_at: str) -> None:
-    progress = Progress(path, out=io.StringIO())
+    progress = Runner(path, say=io.StringIO().write, fresh=True)
     progress.say("checks passed (1.0s): kernel")
     for number in range(1, steps + 1):
-        with progress.step(number, f"step {number}"):
+        with step(progress, number, f"step {number}"):
             if number == 6:  # as buildtools/nvidia/build.py reports its cache through the progress
                 progress.say(
-                    f"      nvidia: cache: {'miss: no entry' if debootstrap else 'hit /x'}"
+                    f"      nvidia: cache (0.0s): {'miss: no entry' if debootstrap else 'hit /x'}"
                 )
             if number == 8:
                 progress.write(f"[{lb_at}] lb build \n")

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from buildtools.image import build_iso, staging
+from buildtools.runner import Runner
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -96,7 +97,8 @@ def test_workdir_gets_builder_config_and_staged_overlay(tmp_path: Path) -> None:
     staging.copy_overlay(staging.OVERLAY_DIR, staged)
     staging.inject_authorized_keys(staged, None)
     workdir = tmp_path / "lb-work"
-    build_iso.prepare_workdir(workdir, staged, tmp_path / "cache")
+    runner = Runner(tmp_path / "build-iso.log")
+    build_iso.prepare_workdir(workdir, staged, tmp_path / "cache", runner)
     after = workdir / "config/includes.chroot_after_packages"
     assert (after / "etc/systemd/system/bee-audit.service").is_file()
     assert (after / staging.PASSWORD_FALLBACK_MARKER).is_file()
@@ -105,7 +107,7 @@ def test_workdir_gets_builder_config_and_staged_overlay(tmp_path: Path) -> None:
     # The workdir is disposable: writing into it must not reach the sources.
     (workdir / "auto/config").write_text("changed")
     (after / "etc/systemd/system/bee-audit.service").write_text("changed")
-    build_iso.remove_workdir(workdir)
+    build_iso.remove_workdir(workdir, runner)
     assert not workdir.exists()
     assert (tmp_path / "cache").is_dir()
     assert staging.tree_digest(staging.OVERLAY_DIR) == overlay_before

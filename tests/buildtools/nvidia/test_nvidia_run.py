@@ -34,8 +34,9 @@ import pytest
 
 from buildtools.nvidia import kbuild
 from buildtools.nvidia.build import ensure_nvidia, main
-from buildtools.nvidia.steps import CommandLog, NvidiaError
+from buildtools.nvidia.steps import NvidiaError
 from buildtools.pins.versions import load_versions, parse_versions
+from buildtools.runner import Runner
 
 VERSION = "9.9.9"
 ABI = load_versions().kernel_abi
@@ -233,7 +234,7 @@ def test_run_installer_downloaded_verified_extracted_built_and_cached(
     lines: list[str] = []
 
     build = ensure_nvidia(versions, dist, lines.append, jobs=2)
-    log = CommandLog(dist / "logs" / "nvidia.log")
+    log = Runner(dist / "logs" / "nvidia.log")
     assert not build.cache_hit
     assert server.requests == [f"/{installer.name}"]
     assert (dist / installer.name).is_file()  # the installer itself is cached in dist/
@@ -278,7 +279,8 @@ def test_run_installer_downloaded_verified_extracted_built_and_cached(
     assert again.cache_hit
     assert server.requests == [f"/{installer.name}"]
     assert len(lines) == 1
-    assert lines[0].startswith("nvidia: cache: hit")
+    assert lines[0].startswith("nvidia: cache (")
+    assert ": hit " in lines[0]
 
     # Entry gone, installer still in dist/: rebuilt without downloading anything.
     shutil.rmtree(entry)

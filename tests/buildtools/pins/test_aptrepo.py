@@ -30,6 +30,7 @@ from buildtools.pins.aptrepo import (
     upstream_version,
 )
 from buildtools.pins.versions import parse_versions
+from buildtools.runner import Runner
 
 # Captured on this build host (apt 2.6.1) with the private configuration:
 # apt-cache -o Dir::Etc::SourceList=... policy nvidia-smi
@@ -239,14 +240,14 @@ def test_real_apt_against_local_repository(tmp_path: Path) -> None:
             "bee-nvidia-smi": "1:535.309.01-0+deb12u1",
         },
     )
-    logged: list[str] = []
+    log = tmp_path / "apt.log"
     repo = AptRepo(
         tmp_path / "state",
         mirror=f"file:{archive}",
         release="bookworm",
         areas=("main",),
         trusted=True,
-        log=logged.append,
+        runner=Runner(log),
     )
     assert not repo.is_updated()
     repo.update()
@@ -264,7 +265,7 @@ def test_real_apt_against_local_repository(tmp_path: Path) -> None:
 
     debs = repo.download(["bee-nvidia-smi=1:535.309.01-0+deb12u1"], tmp_path / "debs")
     assert [deb.name for deb in debs] == ["bee-nvidia-smi_1%3a535.309.01-0+deb12u1_all.deb"]
-    assert any("apt-get" in line and "download" in line for line in logged)
+    assert any("apt-get" in line and "download" in line for line in log.read_text().splitlines())
 
     with pytest.raises(AptError, match="failed"):
         repo.download(["linux-image-6.1.0-57-amd64"], tmp_path / "debs")

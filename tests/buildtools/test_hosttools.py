@@ -1,0 +1,186 @@
+"""buildtools.hosttools: every program the builder runs is listed with its Debian package."""
+
+from __future__ import annotations
+
+import ast
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from buildtools import hosttools
+
+BUILDTOOLS = Path(__file__).resolve().parents[2] / "buildtools"
+# First words of command lines that are not a literal program name, and what they stand for.
+DYNAMIC = {
+    "sys.executable": (),  # the builder's own Python (vm_test runs build_iso with it)
+    "engine": ("podman", "docker"),  # container.find_engine picks one
+    "command": ("podman", "docker"),  # container.run_argv(engine, ...)
+    "tool": ("apt-get", "apt-cache"),  # AptRepo._apt(tool, ...) is called with these only
+    "self.argv": ("qemu-system-x86_64",),  # qemu.Vm, from qemu.machine_args
+    "dest / 'bin/nvidia-smi'": (),  # the driver's own nvidia-smi, just built
+    "list(argv)": (),  # bench.run_measured: the agent under measurement (sys.executable)
+    "self.argv(command)": ("ssh",),  # vm_test.Ssh: ssh -F /dev/null ... root@guest
+}
+# The runner itself; commands that run in the guest (over ssh) or in the agent's own runner
+# (bench replays the audit through it), not on the build host.
+NOT_HOST_COMMANDS = {"runner.py"}
+GUEST = {"ssh", "self.system"}
+RUNS = {"run", "Popen"}
+
+
+def _first_word(node: ast.expr, names: dict[str, ast.expr], constants: dict[str, str]) -> str:
+    """The program of a command line, as a literal name or the source text standing for it."""
+    if isinstance(node, ast.Name) and node.id in names:
+        node = names[node.id]
+    if isinstance(node, ast.Call) and ast.unparse(node.func).endswith("install_command"):
+        return "apt-get"
+    if isinstance(node, ast.List | ast.Tuple) and node.elts:
+        head = node.elts[0]
+        if isinstance(head, ast.Constant) and isinstance(head.value, str):
+            return head.value
+        if isinstance(head, ast.Name) and head.id in constants:
+            return constants[head.id]
+        return ast.unparse(head).replace('"', "'")
+    return ast.unparse(node).replace('"', "'")
+
+
+def _literal(node: ast.expr) -> bool:
+    return isinstance(node, ast.Constant) and isinstance(node.value, str)
+
+
+def called_programs() -> dict[str, set[str]]:
+    """program -> modules that run it, from every run()/Popen() call in buildtools/."""
+    found: dict[str, set[str]] = {}
+    for path in sorted(BUILDTOOLS.rglob("*.py")):
+        if path.name in NOT_HOST_COMMANDS:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        constants = {
+            target.id: node.value.value
+            for node in tree.body
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
+            for target in node.targets
+            if isinstance(target, ast.Name) and isinstance(node.value.value, str)
+        }
+        for func in [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)]:
+            names = {
+                target.id: node.value
+                for node in ast.walk(func)
+                if isinstance(node, ast.Assign)
+                for target in node.targets
+                if isinstance(target, ast.Name)
+            }
+            for call in [n for n in ast.walk(func) if isinstance(n, ast.Call)]:
+                if not isinstance(call.func, ast.Attribute):
+                    continue  # run(args) in vm_test is its own function, not a command
+                name = call.func.attr
+                receiver = ast.unparse(call.func.value)
+                if name in RUNS and call.args and receiver not in GUEST:
+                    program = _first_word(call.args[0], names, constants)
+                    found.setdefault(program, set()).add(str(path.relative_to(BUILDTOOLS)))
+                elif (name == "_apt" and call.args and isinstance(call.args[0], ast.Constant)) or (
+                    ast.unparse(call.func) == "shutil.which"
+                    and isinstance(call.args[0], ast.Constant)
+                ):
+                    found.setdefault(call.args[0].value, set()).add(path.name)
+    return found
+
+
+def test_every_program_the_builder_runs_is_on_the_list() -> None:
+    found = called_programs()
+    # The scan itself works: it sees the calls we know are there.
+    for known in ("lb", "modinfo", "dpkg-deb", "xorriso", "ssh-keygen", "qemu-system-x86_64"):
+        assert known in found, f"scan missed {known}"
+    unknown = {
+        program: sorted(where)
+        for program, where in found.items()
+        if program not in hosttools.TOOLS and program not in DYNAMIC
+    }
+    assert unknown == {}, "add these to buildtools/hosttools.py TOOLS (or DYNAMIC here)"
+    for stands_for in DYNAMIC.values():
+        assert set(stands_for) <= set(hosttools.TOOLS)
+
+
+def test_every_session_tool_is_listed_with_a_package() -> None:
+    for session, tools in hosttools.SESSIONS.items():
+        assert tools, session
+        for tool in tools:
+            assert hosttools.TOOLS[tool], (session, tool)
+    for session in hosttools.EXTRA_PACKAGES:
+        assert session in hosttools.SESSIONS
+
+
+def _owner(path: str) -> str | None:
+    for candidate in dict.fromkeys([path, os.path.realpath(path), path.replace("/usr/", "/")]):
+        result = subprocess.run(
+            ["dpkg-query", "-S", candidate], capture_output=True, text=True, check=False
+        )
+        owners = [
+            line.partition(":")[0].strip()
+            for line in result.stdout.splitlines()
+            if not line.startswith("diversion by")
+        ]
+        if result.returncode == 0 and owners:
+            return owners[0]
+    return None
+
+
+@pytest.mark.skipif(shutil.which("dpkg-query") is None, reason="not a Debian host")
+def test_the_packages_named_are_the_ones_that_ship_the_programs_here() -> None:
+    checked = 0
+    for tool, package in hosttools.TOOLS.items():
+        path = shutil.which(tool)
+        if path is None:
+            continue
+        owner = _owner(path)
+        if owner is None:  # installed outside dpkg (e.g. /usr/local/bin)
+            continue
+        assert owner.split(",")[0].split(":")[0] == package, (tool, path, owner)
+        checked += 1
+    assert checked >= 5  # apt, dpkg, coreutils, tar, dash are on every Debian host
+
+
+def test_missing_packages_are_named_once_in_list_order() -> None:
+    present = {"apt-get", "apt-cache", "dpkg-deb", "dpkg-query", "tar", "sh", "nice", "ldd"}
+
+    def which(tool: str) -> str | None:
+        return f"/usr/bin/{tool}" if tool in present else None
+
+    assert hosttools.missing_packages("nvidia_modules", which, lambda _path: True) == [
+        "make",
+        "kmod",
+        "binutils",
+        "xz-utils",
+    ]
+    assert hosttools.missing_packages("vm_test", which, lambda _path: False) == [
+        "qemu-system-x86",
+        "openssh-client",
+        "xorriso",
+    ]
+    assert hosttools.missing_packages("build_iso", which, lambda p: p != hosttools.KEYRING)[-1] == (
+        "debian-archive-keyring"
+    )
+
+
+def test_not_root_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hosttools, "missing_packages", lambda _session: ["kmod", "make"])
+    monkeypatch.setattr(hosttools, "missing_tools", lambda _session: ["modinfo", "make"])
+    with pytest.raises(hosttools.HostToolsError) as caught:
+        hosttools.ensure("nvidia_modules", runner=None, euid=1000)  # type: ignore[arg-type]
+    assert str(caught.value) == (
+        "nvidia_modules needs modinfo, make: as root run `apt-get install kmod make`"
+    )
+
+
+def test_nothing_missing_runs_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hosttools, "missing_packages", lambda _session: [])
+    assert hosttools.ensure("vm_test", runner=None, euid=0) == []  # type: ignore[arg-type]
+
+
+def test_install_waits_for_the_dpkg_lock() -> None:
+    argv = hosttools.install_command(["kmod"])
+    assert argv[0] == "apt-get" and argv[-2:] == ["install", "kmod"]
+    assert "DPkg::Lock::Timeout=600" in argv
