@@ -1,8 +1,9 @@
 """`bee audit`: run every collector concurrently under one deadline, assemble the document.
 
-Collector order follows the seed's collector flow; they run in parallel, so the audit takes about
-as long as its slowest tool. Nothing a collector does is fatal: an exception, a failed tool or
-the deadline becomes data in the document (`collectors`, `errors`, `commands`).
+The collectors are those of `bee.registry` (declared by the modules of `bee.tools`); they run in
+parallel, so the audit takes about as long as its slowest tool. Nothing a collector does is
+fatal: an exception, a failed tool or the deadline becomes data in the document (`collectors`,
+`errors`, `commands`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import logging
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,10 +21,10 @@ from typing import Any
 from bee import __version__
 from bee.capture import RecordingRunner
 from bee.findings import Finding
-from bee.probe import Probe
+from bee.probe import Probe, Shared
+from bee.registry import Collector, load
 from bee.runner import CommandResult, Runner, first_line
 from bee.serialize import to_jsonable
-from bee.tools import dmidecode, ipmitool, lspci, nvidia_smi, storage
 
 log = logging.getLogger("bee")
 
@@ -33,24 +34,6 @@ DEFAULT_DEADLINE_S = 120.0
 ABORT_GRACE_S = 3.0
 JOIN_STEP_S = 0.2
 STDERR_EXCERPT_CHARS = 300
-
-Collect = Callable[[Probe], Any]
-
-COLLECTORS: tuple[tuple[str, Collect], ...] = (
-    ("board", dmidecode.collect_board),
-    ("cpu", dmidecode.collect_cpu),
-    ("memory", dmidecode.collect_memory),
-    ("storage", storage.collect),
-    ("pcie", lspci.collect),
-    ("psu", ipmitool.collect),
-    ("nvidia", nvidia_smi.collect),
-)
-
-FINDERS: tuple[Callable[[dict[str, Any]], list[Finding]], ...] = (
-    lspci.findings,
-    storage.findings,
-    nvidia_smi.findings,
-)
 
 
 @dataclass(slots=True)
@@ -80,11 +63,18 @@ def collect_host(runner: Runner) -> dict[str, str | None]:
     }
 
 
-def _run_collector(name: str, collect: Collect, runner: Runner, outcome: Outcome) -> None:
-    probe = Probe(runner, name)
+def _run_collector(
+    collector: Collector,
+    runner: Runner,
+    shared: Shared,
+    options: Mapping[str, Any],
+    outcome: Outcome,
+) -> None:
+    name = collector.name
+    probe = Probe(runner, name, shared, options)
     start = time.monotonic()
     try:
-        data = collect(probe)
+        data = collector.collect(probe)
         outcome.data = data
         status = "ok" if data is not None else "empty"
     except Exception as exc:
@@ -102,18 +92,20 @@ def run_collectors(
     runner: Runner,
     *,
     deadline_s: float,
-    collectors: tuple[tuple[str, Collect], ...] = COLLECTORS,
+    collectors: Sequence[Collector],
+    options: Mapping[str, Any] | None = None,
 ) -> list[Outcome]:
     """Run all collectors in daemon threads; past the deadline, kill their tools and move on."""
-    outcomes = [Outcome(name) for name, _ in collectors]
+    outcomes = [Outcome(c.name) for c in collectors]
+    shared = Shared()  # a command several collectors ask for runs once per audit
     threads = [
         threading.Thread(
             target=_run_collector,
-            args=(name, collect, runner, outcome),
-            name=f"bee-{name}",
+            args=(collector, runner, shared, options or {}, outcome),
+            name=f"bee-{collector.name}",
             daemon=True,  # a thread stuck past the deadline must not keep bee alive
         )
-        for (name, collect), outcome in zip(collectors, outcomes, strict=True)
+        for collector, outcome in zip(collectors, outcomes, strict=True)
     ]
     end = time.monotonic() + deadline_s
     for thread in threads:
@@ -171,9 +163,14 @@ def run_audit(
     deadline_s: float = DEFAULT_DEADLINE_S,
     capture_dir: Path | None = None,
     mode: str = "live",
-    collectors: tuple[tuple[str, Collect], ...] = COLLECTORS,
+    collectors: Sequence[Collector] | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Run the whole audit and return the document (a JSON-ready dict)."""
+    """Run the whole audit and return the document (a JSON-ready dict). `collectors` defaults
+    to the registry's; `options` reach every collector as `probe.options`."""
+    registry = load()
+    if collectors is None:
+        collectors = registry.collectors
     started_at = utc_now()
     start = time.monotonic()
     set_deadline = getattr(runner, "set_deadline", None)
@@ -182,21 +179,26 @@ def run_audit(
     recorder = RecordingRunner(runner, capture_dir)
     try:
         host = collect_host(recorder)
-        outcomes = run_collectors(recorder, deadline_s=deadline_s, collectors=collectors)
+        outcomes = run_collectors(
+            recorder, deadline_s=deadline_s, collectors=collectors, options=options
+        )
     except BaseException:  # Ctrl-C or SIGTERM: leave no tool running behind us
         _call(runner, "abort")
         _call(runner, "kill_leftovers")
         raise
 
     sections = {o.name: o.data for o in outcomes}
-    errors = [{"collector": o.name, "message": m} for o in outcomes for m in o.errors]
+    errors = [{"collector": "registry", "message": m} for m in registry.errors]
+    errors += [{"collector": o.name, "message": m} for o in outcomes for m in o.errors]
     findings: list[Finding] = []
-    for finder in FINDERS:
+    for collector in collectors:
+        if collector.findings is None:
+            continue
         try:
-            findings.extend(finder(sections))
+            findings.extend(collector.findings(sections))
         except Exception as exc:
-            log.debug("%s raised:\n%s", finder.__module__, traceback.format_exc())
-            message = f"{finder.__module__}.findings raised {type(exc).__name__}: {exc}"
+            log.debug("%s findings raised:\n%s", collector.name, traceback.format_exc())
+            message = f"{collector.name} findings raised {type(exc).__name__}: {exc}"
             errors.append({"collector": "findings", "message": first_line(message, 300)})
 
     document: dict[str, Any] = {

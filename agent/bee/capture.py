@@ -25,6 +25,8 @@ from bee.runner import RC_NOT_FOUND, CommandResult, Runner
 
 FORMAT = "bee-capture/1"
 MANIFEST = "manifest.json"
+# The error of a replayed command the capture does not hold (asked by a newer bee).
+NOT_CAPTURED = "not in the capture"
 
 
 class CaptureError(Exception):
@@ -181,7 +183,7 @@ class ReplayRunner:
                     stderr="",
                     duration_s=0.0,
                     not_found=True,
-                    error="not in the capture",
+                    error=NOT_CAPTURED,
                 )
             # Repeated commands replay in order; past the end, the last answer repeats.
             index = self._served.get(key, 0)

@@ -6,7 +6,6 @@ import argparse
 import os
 import signal
 import sys
-from collections.abc import Callable
 from typing import Any, NoReturn
 
 from bee import __version__
@@ -15,17 +14,6 @@ from bee import __version__
 # (and every start on the image) should cost little more than the interpreter itself.
 
 DEFAULT_OUTPUT = "/var/log/bee-audit.json"
-# What `bee parse` accepts; each name is provided by a PARSERS table in bee/tools/.
-PARSE_TOOLS = (
-    "dmidecode",
-    "lsblk",
-    "smartctl",
-    "nvme-id-ctrl",
-    "nvme-smart-log",
-    "lspci",
-    "ipmitool-fru",
-    "nvidia-smi",
-)
 
 
 class UsageError(Exception):
@@ -92,7 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     parse = commands.add_parser("parse", help="parse one captured tool output and print JSON")
-    parse.add_argument("tool", metavar="TOOL", help="one of: " + ", ".join(PARSE_TOOLS))
+    # The names come from the collector registry, which imports every tool module: too dear
+    # for each start of bee, so an unknown name is answered with the list instead.
+    parse.add_argument("tool", metavar="TOOL", help="what printed FILE, e.g. lspci or dmidecode")
     parse.add_argument("file", metavar="FILE", help="the captured output ('-' for stdin)")
 
     report = commands.add_parser(
@@ -125,27 +115,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def available_parsers() -> dict[str, Callable[[str], Any]]:
-    import bee.tools
-
-    parsers: dict[str, Callable[[str], Any]] = {}
-    import importlib
-    import pkgutil
-
-    for module_info in pkgutil.iter_modules(bee.tools.__path__):
-        module = importlib.import_module(f"bee.tools.{module_info.name}")
-        parsers.update(getattr(module, "PARSERS", {}))
-    return parsers
-
-
 def cmd_parse(args: argparse.Namespace) -> int:
+    from bee.registry import parsers
     from bee.serialize import dumps
 
-    if args.tool not in PARSE_TOOLS:
-        raise UsageError(f"unknown tool {args.tool!r}; choose one of: {', '.join(PARSE_TOOLS)}")
-    parser = available_parsers().get(args.tool)
+    parser = parsers().get(args.tool)
     if parser is None:
-        raise UsageError(f"the {args.tool} parser is not written yet")
+        names = ", ".join(sorted(parsers()))
+        raise UsageError(f"unknown tool {args.tool!r}; choose one of: {names}")
     try:
         if args.file == "-":
             data = sys.stdin.buffer.read()

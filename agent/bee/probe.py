@@ -3,12 +3,18 @@
 A collector is `collect(probe) -> model | None`. It never needs to catch a tool's failure:
 `probe.run` records a command that failed as an error (or a missing tool as a quiet note) and
 hands back the result, so the collector only decides what the output means.
+
+A command several collectors need (dmidecode for board, cpu, memory and psu; ipmitool's FRU)
+is asked with `shared=True`: it runs once per audit, every asker gets the same result.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import threading
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import Any
 
 from bee.runner import CommandResult, Runner
 
@@ -17,23 +23,82 @@ log = logging.getLogger("bee")
 DEFAULT_TIMEOUT_S = 30.0
 
 
+class _Slot:
+    __slots__ = ("done", "result")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.result: CommandResult | None = None
+
+
+class Shared:
+    """The commands of one audit that more than one collector asks for: each runs once. The
+    first asker runs it (with its timeout); the others wait for that result."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._slots: dict[tuple[str, ...], _Slot] = {}
+
+    def run(self, runner: Runner, argv: Sequence[str], timeout_s: float) -> CommandResult:
+        key = tuple(argv)
+        with self._lock:
+            slot = self._slots.get(key)
+            first = slot is None
+            if slot is None:
+                slot = self._slots[key] = _Slot()
+        if first:
+            try:
+                slot.result = runner.run(key, timeout_s=timeout_s)
+            finally:
+                slot.done.set()
+        else:
+            # Past the deadline the runner kills the first asker's tool, so this wait ends too.
+            slot.done.wait()
+        if slot.result is None:
+            raise RuntimeError(f"{key[0]} failed in the collector that ran it first")
+        return slot.result
+
+
 class Probe:
-    def __init__(self, runner: Runner, collector: str) -> None:
+    def __init__(
+        self,
+        runner: Runner,
+        collector: str,
+        shared: Shared | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
         self.runner = runner
         self.collector = collector
+        self.shared = shared if shared is not None else Shared()
+        # The audit's options (`bee audit` flags a collector reads), the same for every probe.
+        self.options: Mapping[str, Any] = MappingProxyType(dict(options or {}))
         self.errors: list[str] = []
         self.notes: list[str] = []
 
     def run(
-        self, argv: Sequence[str], *, timeout_s: float = DEFAULT_TIMEOUT_S, check: bool = True
+        self,
+        argv: Sequence[str],
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        check: bool = True,
+        shared: bool = False,
     ) -> CommandResult:
-        """Run a tool. With check, a non-zero exit or a timeout becomes an error entry."""
-        result = self.runner.run(argv, timeout_s=timeout_s)
+        """Run a tool. With check, a non-zero exit or a timeout becomes an error entry. With
+        shared, the audit runs it once for every collector that asks (same argv)."""
+        if shared:
+            result = self.shared.run(self.runner, argv, timeout_s)
+        else:
+            result = self.runner.run(argv, timeout_s=timeout_s)
+        self.account(result, check=check)
+        return result
+
+    def account(self, result: CommandResult, *, check: bool = True) -> None:
+        """What `run` says about a result: a missing tool is a note; with check, a failure is
+        an error. For a result fetched without `run` (the shared one before a fallback)."""
         if result.not_found:
             self.note(f"{result.program} is not installed")
         elif check and not result.ok:
             self.error(result.describe_failure())
-        return result
 
     def read_text(self, path: str) -> str | None:
         return self.runner.read_text(path)

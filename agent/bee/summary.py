@@ -1,13 +1,20 @@
-"""The few lines an operator reads on the console, and the same as a QR code."""
+"""The few lines an operator reads on the console, and the same as a QR code.
+
+The first line names the system (from the board section), then one line per collector that
+has a `summary` (in registry order), then the count of findings and errors. The collectors'
+lines read their section with `bee.document` and format with `human_bytes` and `counted`."""
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from typing import Any
 
-from bee.document import dig as _get
-from bee.document import items as _items
+from bee.document import dig, items, text
+from bee.registry import collectors
 from bee.runner import Runner
+
+log = logging.getLogger("bee")
 
 QR_TIMEOUT_S = 10.0
 
@@ -22,69 +29,31 @@ def human_bytes(size: float | None) -> str:
     return "?"
 
 
-def _counted(names: list[str]) -> str:
+def counted(names: list[str]) -> str:
+    """'2 x Xeon Gold, 1 x Xeon Silver'."""
     return ", ".join(f"{n} x {name}" for name, n in Counter(names).most_common())
-
-
-def _number(value: Any) -> int | float:
-    return value if isinstance(value, int | float) and not isinstance(value, bool) else 0
-
-
-def _name(value: Any) -> str:
-    return value if isinstance(value, str) and value else "?"
 
 
 def summary_lines(document: dict[str, Any]) -> list[str]:
     """The console summary. Reads the document defensively: any section may be null."""
-    system = _get(document, "board", "system")
-    system = system if isinstance(system, dict) else {}
+    system = dig(document, "board", "system")
     lines = [
-        f"bee {_name(document.get('bee_version'))} audit of {_name(system.get('manufacturer'))} "
-        f"{_name(system.get('product'))}, S/N {_name(system.get('serial'))}"
+        f"bee {text(document, 'bee_version') or '?'} audit of "
+        f"{text(system, 'manufacturer') or '?'} {text(system, 'product') or '?'}, "
+        f"S/N {text(system, 'serial') or '?'}"
     ]
+    for collector in collectors():
+        if collector.summary is None:
+            continue
+        try:
+            line = collector.summary(document.get(collector.name))
+        except Exception as exc:  # a summary line must never cost the operator the others
+            log.debug("%s summary raised %s: %s", collector.name, type(exc).__name__, exc)
+            line = f"{collector.name}: summary failed ({type(exc).__name__})"
+        if line:
+            lines.append(line)
 
-    sockets = [s for s in _items(document, "cpu", "sockets") if s.get("populated")]
-    if sockets:
-        cores = sum(_number(s.get("core_count")) for s in sockets)
-        threads = sum(_number(s.get("thread_count")) for s in sockets)
-        model = _counted([_name(s.get("model")) for s in sockets])
-        lines.append(f"CPU: {model} ({cores} cores, {threads} threads)")
-    else:
-        lines.append("CPU: not reported")
-
-    memory = document.get("memory")
-    if isinstance(memory, dict):
-        slots = _items(memory, "slots")
-        populated = memory.get("populated_count")
-        populated = populated if isinstance(populated, int) else "?"
-        lines.append(
-            f"Memory: {human_bytes(memory.get('total_bytes'))} in {populated} of {len(slots)} slots"
-        )
-    else:
-        lines.append("Memory: not reported")
-
-    # The medium bee booted from (the live CD/USB) is listed in the document, not counted here.
-    disks = [d for d in _items(document, "storage", "disks") if not d.get("is_boot_medium")]
-    if disks:
-        total = sum(_number(d.get("size_bytes")) for d in disks)
-        verdicts = Counter(_name(_get(d, "health", "verdict")) for d in disks)
-        health = ", ".join(f"{n} {v}" for v, n in sorted(verdicts.items()))
-        lines.append(f"Disks: {len(disks)}, {human_bytes(total)} ({health})")
-    else:
-        lines.append("Disks: none reported")
-
-    gpus = _items(document, "nvidia", "gpus")
-    if gpus:
-        driver = _name(_get(document, "nvidia", "driver_version"))
-        lines.append(f"GPUs: {_counted([_name(g.get('name')) for g in gpus])}, driver {driver}")
-    else:
-        lines.append("GPUs: none reported")
-
-    psus = _items(document, "psu", "power_supplies")
-    if psus:
-        lines.append(f"PSUs: {len(psus)}")
-
-    findings = _items(document, "findings")
+    findings = items(document, "findings")
     serious = [f for f in findings if f.get("severity") in ("warning", "critical")]
     errors = document.get("errors")
     errors = errors if isinstance(errors, list) else []

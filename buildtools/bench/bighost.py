@@ -279,7 +279,7 @@ def _dmidecode_score(text: str) -> int:
 
 
 def dmidecode_output(header: list[str], records: list[DmiRecord]) -> str:
-    """What `dmidecode -t ...` prints: the header, a blank line, each record and a blank line."""
+    """What `dmidecode` prints: the header, a blank line, each record and a blank line."""
     parts = ["\n".join(header), ""]
     for record in records:
         parts.append("\n".join(record.lines))
@@ -897,12 +897,10 @@ def generate(
     # SMBIOS: board as captured, CPUs and DIMMs scaled.
     header, records = split_dmidecode(seeds.dmidecode.text)
     board = [r for r in records if r.dmi_type in (0, 1, 2, 3)]
-    cap.command(["dmidecode", "-t", "0,1,2,3"], dmidecode_output(header, board))
     cpus = build_cpus(records, shape.sockets)
-    cap.command(["dmidecode", "-t", "4"], dmidecode_output(header, cpus))
-    cap.command(
-        ["dmidecode", "-t", "16,17"], dmidecode_output(header, build_memory(records, shape))
-    )
+    smbios = board + cpus + build_memory(records, shape)
+    # The PSUs are the BMC's: this SMBIOS table has no type 39.
+    cap.command(list(bee_dmidecode.SMBIOS_ARGV), dmidecode_output(header, smbios))
     for dmi_type, pairs in bee_dmidecode.SYSFS_FIELDS.items():
         record = next((r for r in board if r.dmi_type == dmi_type), None)
         for key, name in pairs:
@@ -955,8 +953,6 @@ def generate(
 
     # BMC.
     cap.command(list(bee_ipmitool.FRU_ARGV), fru_output(seeds.ipmitool_fru, shape.psus))
-    # The PSUs are the BMC's; this SMBIOS table has no type 39 (dmidecode prints the header).
-    cap.command(["dmidecode", "-t", "39"], dmidecode_output(header, []))
     dev = sorted(
         ["console", "ipmi0", "mem", "null", "nvidiactl", "zero"]
         + [f"nvidia{i}" for i in range(shape.gpus)]

@@ -106,7 +106,6 @@ check_audit() {
 	fi
 	if out=$(python3 - "$AUDIT" 2>&1 <<'PY'
 import json, sys
-SECTIONS = ("board", "cpu", "memory", "storage", "pcie", "psu", "nvidia")
 try:
     with open(sys.argv[1], encoding="utf-8") as handle:
         doc = json.load(handle)
@@ -114,9 +113,15 @@ except (OSError, ValueError) as exc:
     sys.exit(f"not valid JSON: {exc}")
 if not isinstance(doc, dict):
     sys.exit("top level is not an object")
-missing = [key for key in SECTIONS + ("schema_version", "errors") if key not in doc]
+missing = [key for key in ("schema_version", "collectors", "errors") if key not in doc]
 if missing:
     sys.exit("missing keys: " + ", ".join(missing))
+# The sections are the collectors bee ran (its registry): each has its key, object or null.
+if not isinstance(doc["collectors"], dict) or not doc["collectors"]:
+    sys.exit("collectors is not a non-empty object")
+missing = [key for key in doc["collectors"] if key not in doc]
+if missing:
+    sys.exit("missing sections: " + ", ".join(missing))
 if not isinstance(doc["errors"], list):
     sys.exit("errors is not a list")
 print(f"schema {doc['schema_version']}, {len(doc['errors'])} collector error(s)")

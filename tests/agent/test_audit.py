@@ -11,10 +11,11 @@ import pytest
 
 from bee.audit import run_audit
 from bee.capture import ReplayRunner
+from bee.registry import Collector, section_names
 from bee.runner import SystemRunner
 from conftest import REPO, fake_tool, pid_alive, run_bee
 
-SECTIONS = ("board", "cpu", "memory", "storage", "pcie", "psu", "nvidia")
+SECTIONS = section_names()
 
 
 def env_with(bindir) -> dict[str, str]:
@@ -160,7 +161,10 @@ def test_collector_that_raises_is_contained(validate_document):
     def fine(probe):
         return {"ok": True}
 
-    collectors = (("board", broken), ("cpu", fine))
+    collectors = (
+        Collector(name="board", order=1, collects="-", collect=broken),
+        Collector(name="cpu", order=2, collects="-", collect=fine),
+    )
     document = run_audit(SystemRunner(), deadline_s=10, collectors=collectors)
     assert document["collectors"]["board"]["status"] == "failed"
     assert document["board"] is None

@@ -7,12 +7,15 @@ BEE_REGEN_FIXTURES=1 and review the diff.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
+import pkgutil
 
 import pytest
 
-from bee.cli import PARSE_TOOLS, available_parsers
+import bee.tools
+from bee.registry import parsers as available_parsers
 from bee.serialize import to_jsonable
 from conftest import FIXTURES
 
@@ -30,9 +33,14 @@ def fixture_cases() -> list[tuple[str, object]]:
     return cases
 
 
-def test_every_parser_is_known_to_the_cli_and_has_fixtures():
+def test_every_parser_is_declared_by_a_collector_and_has_fixtures():
     parsers = available_parsers()
-    assert set(parsers) <= set(PARSE_TOOLS)
+    tables = [
+        getattr(importlib.import_module(f"bee.tools.{m.name}"), "PARSERS", {})
+        for m in pkgutil.iter_modules(bee.tools.__path__)
+    ]
+    undeclared = sorted({name for table in tables for name in table} - set(parsers))
+    assert not undeclared, f"PARSERS no collector declares (bee parse would not know): {undeclared}"
     missing = [
         tool
         for tool in parsers

@@ -24,7 +24,7 @@ FIXTURE_FILES = sorted(
 REALWORLD_FILES = sorted((REALWORLD / "ipmitool-fru").glob("*.txt"))
 NAMES = FIXTURES / "ipmitool-fru" / "handwritten-psu-names-and-records.txt"
 FRU_ARGV = list(ipmitool.FRU_ARGV)
-T39_ARGV = ["dmidecode", "-t", "39"]
+T39_ARGV = ["dmidecode"]  # shared by board, cpu, memory and psu: all types
 
 
 def as_section(fru: ipmitool.Fru) -> Psu:

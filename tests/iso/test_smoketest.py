@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from bee.registry import section_names
 from buildtools.image import staging
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKETEST = REPO / "iso" / "builder" / "smoketest.sh"
-SECTIONS = ("board", "cpu", "memory", "storage", "pcie", "psu", "nvidia")
+SECTIONS = section_names()
 
 
 def smoke(checks: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -37,6 +38,7 @@ def lines(result: subprocess.CompletedProcess[str]) -> list[str]:
 
 def audit_doc(**changes: object) -> dict[str, object]:
     doc: dict[str, object] = {"schema_version": "1", "errors": []}
+    doc["collectors"] = {section: {"status": "ok"} for section in SECTIONS}
     doc.update({section: None if section in ("psu", "nvidia") else {} for section in SECTIONS})
     doc.update(changes)
     return doc
@@ -55,7 +57,9 @@ def test_audit_check_passes_on_a_complete_document(tmp_path: Path) -> None:
     [
         ("{not json", "not valid JSON"),
         ("[]", "top level is not an object"),
-        (json.dumps({"schema_version": "1", "errors": []}), "missing keys: board, cpu"),
+        (json.dumps({"schema_version": "1", "errors": []}), "missing keys: collectors"),
+        (json.dumps({**audit_doc(), "collectors": []}), "collectors is not a non-empty object"),
+        (json.dumps({**audit_doc(), "collectors": {"nic": {}}}), "missing sections: nic"),
         (json.dumps(audit_doc(errors="none")), "errors is not a list"),
         ("", "missing or empty"),
     ],

@@ -1,8 +1,9 @@
 """dmidecode: board (SMBIOS types 0-3), CPUs (type 4), memory (types 16, 17), PSUs (type 39).
 
-Commands: `dmidecode -t 0,1,2,3`, `dmidecode -t 4`, `dmidecode -t 16,17`, `dmidecode -t 39`
-(the psu section, in ipmitool.py). `bee parse dmidecode FILE` reads any of them, or the full
-`dmidecode` output, into one `Smbios` document. The parser reads the text layout of dmidecode
+Command: `dmidecode` (all types), run once per audit and shared by the board, cpu, memory and
+psu (ipmitool.py) sections; captures made by older versions hold `dmidecode -t 0,1,2,3`,
+`-t 4`, `-t 16,17` and `-t 39` instead, which a replay still reads. `bee parse dmidecode FILE`
+reads any of these outputs into one `Smbios` document. The parser reads the text layout of dmidecode
 2.2 to 3.6 (old "Handle 0x0000 / DMI type 0, 20 bytes." records as well as the one-line
 "Handle 0x0000, DMI type 0, 26 bytes" header), whatever the indentation (tabs or spaces).
 
@@ -16,7 +17,11 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from bee.probe import Probe
+from bee import document
+from bee.capture import NOT_CAPTURED
+from bee.probe import DEFAULT_TIMEOUT_S, Probe
+from bee.registry import Collector
+from bee.summary import counted, human_bytes
 
 # -- placeholders -----------------------------------------------------------------------------
 
@@ -280,7 +285,7 @@ def scan(text: str) -> _Scan:
     return result
 
 
-def _of_type(records: Iterable[DmiRecord], *types: int) -> list[DmiRecord]:
+def of_type(records: Iterable[DmiRecord], *types: int) -> list[DmiRecord]:
     return [r for r in records if r.dmi_type in types]
 
 
@@ -456,8 +461,8 @@ def _vm_verdict(
 def board_from_records(
     records: list[DmiRecord], extra_evidence: Sequence[str] = ()
 ) -> Board | None:
-    bios_r, system_r = _of_type(records, 0), _of_type(records, 1)
-    board_r, chassis_r = _of_type(records, 2), _of_type(records, 3)
+    bios_r, system_r = of_type(records, 0), of_type(records, 1)
+    board_r, chassis_r = of_type(records, 2), of_type(records, 3)
     if not (bios_r or system_r or board_r or chassis_r):
         return None
     bios = _bios(bios_r[0]) if bios_r else None
@@ -634,7 +639,7 @@ def _socket(record: DmiRecord) -> CpuSocket:
 
 
 def cpu_from_records(records: list[DmiRecord]) -> Cpu | None:
-    sockets = [_socket(r) for r in _of_type(records, 4)]
+    sockets = [_socket(r) for r in of_type(records, 4)]
     if not sockets:
         return None
     populated = [s for s in sockets if s.populated]
@@ -775,10 +780,10 @@ def _dimm(record: DmiRecord, arrays: dict[str, MemoryArray]) -> Dimm:
 
 
 def memory_from_records(records: list[DmiRecord], virtual_machine: bool | None) -> Memory | None:
-    arrays = [_array(r) for r in _of_type(records, 16)]
+    arrays = [_array(r) for r in of_type(records, 16)]
     by_handle = {a.handle: a for a in arrays}
     slots = []
-    for record in _of_type(records, 17):
+    for record in of_type(records, 17):
         dimm = _dimm(record, by_handle)
         array = by_handle.get(dimm.array_handle or "")
         # Video memory, flash and cache arrays are not the system's RAM.
@@ -824,7 +829,7 @@ class PowerSupply:
 
 def power_supplies_from_records(records: list[DmiRecord]) -> list[PowerSupply]:
     supplies = []
-    for record in _of_type(records, 39):
+    for record in of_type(records, 39):
         f = _Fields(record.values)
         status = f.raw("Status") or None
         capacity = parse_speed(f.raw("Max Power Capacity"), ("W",))
@@ -888,16 +893,31 @@ PARSERS: dict[str, Callable[[str], object]] = {"dmidecode": parse}
 # -- collectors -------------------------------------------------------------------------------
 
 
-def run_dmidecode(probe: Probe, types: str) -> list[DmiRecord] | None:
-    """Records of `dmidecode -t TYPES`; None when the tool or the SMBIOS table is missing.
+# One `dmidecode` (every type) per audit, shared by board, cpu, memory and psu: dmidecode reads
+# the whole table whatever `-t` says, so one run and one parse replace four.
+SMBIOS_ARGV = ("dmidecode",)
 
-    "No SMBIOS nor DMI entry point found" and an unreadable /dev/mem are facts about the
-    machine (a note), not failures; any other non-zero exit is an error.
+
+def smbios(probe: Probe, legacy_types: str, *, report: bool = True) -> list[DmiRecord] | None:
+    """Every SMBIOS record, from the audit's one shared `dmidecode` run; None when the tool or
+    the SMBIOS table is missing. Filter with `of_type`.
+
+    `legacy_types` is the `-t` list this collector ran before the run was shared: captures
+    recorded by older bee versions hold only those calls, so a replay that lacks the shared
+    call asks for that one. Without `report`, failures stay quiet (psu: SMBIOS is its second
+    source). "No SMBIOS nor DMI entry point found" and an unreadable /dev/mem are facts about
+    the machine (a note), not failures; any other non-zero exit is an error.
     """
-    result = probe.run(["dmidecode", "-t", types], check=False)
+    result = probe.shared.run(probe.runner, SMBIOS_ARGV, DEFAULT_TIMEOUT_S)
+    if result.error == NOT_CAPTURED:
+        result = probe.run(["dmidecode", "-t", legacy_types], check=False)
+    else:
+        probe.account(result, check=False)
     if result.not_found:
         return None
     scanned = scan(result.stdout)
+    if not report:
+        return scanned.records or None
     if scanned.records:
         if not result.ok:
             probe.error(result.describe_failure())
@@ -927,7 +947,7 @@ def hypervisor_flag(probe: Probe) -> list[str]:
 
 def collect_board(probe: Probe) -> Board | None:
     evidence = hypervisor_flag(probe)
-    records = run_dmidecode(probe, "0,1,2,3")
+    records = smbios(probe, "0,1,2,3")
     board = board_from_records(records, evidence) if records else None
     if board is None:
         board = board_from_sysfs(probe.read_value, evidence)
@@ -937,14 +957,63 @@ def collect_board(probe: Probe) -> Board | None:
 
 
 def collect_cpu(probe: Probe) -> Cpu | None:
-    records = run_dmidecode(probe, "4")
+    records = smbios(probe, "4")
     return cpu_from_records(records) if records else None
 
 
 def collect_memory(probe: Probe) -> Memory | None:
-    records = run_dmidecode(probe, "16,17")
+    records = smbios(probe, "16,17")
     if not records:
         return None
     # The memory output alone cannot tell a VM's phantom slots from a server's empty ones.
     sysfs = board_from_sysfs(probe.read_value, hypervisor_flag(probe))
     return memory_from_records(records, sysfs.virtual_machine if sysfs else None)
+
+
+# -- console summary and registration ---------------------------------------------------------
+
+
+def summary_cpu(section: object) -> str:
+    sockets = [s for s in document.items(section, "sockets") if s.get("populated")]
+    if not sockets:
+        return "CPU: not reported"
+    cores = sum(document.number(s, "core_count") or 0 for s in sockets)
+    threads = sum(document.number(s, "thread_count") or 0 for s in sockets)
+    model = counted([document.text(s, "model") or "?" for s in sockets])
+    return f"CPU: {model} ({cores} cores, {threads} threads)"
+
+
+def summary_memory(section: object) -> str:
+    if not isinstance(section, dict):
+        return "Memory: not reported"
+    populated = section.get("populated_count")
+    populated = populated if isinstance(populated, int) else "?"
+    slots = len(document.items(section, "slots"))
+    total = human_bytes(section.get("total_bytes"))
+    return f"Memory: {total} in {populated} of {slots} slots"
+
+
+COLLECTORS = (
+    # The board's identity is the summary's first line (summary.py), not a line of its own.
+    Collector(
+        name="board",
+        order=10,
+        collects="system, baseboard, chassis, BIOS: SMBIOS types 0-3, or /sys/class/dmi/id",
+        collect=collect_board,
+        parsers=PARSERS,
+    ),
+    Collector(
+        name="cpu",
+        order=20,
+        collects="CPU sockets: SMBIOS type 4",
+        collect=collect_cpu,
+        summary=summary_cpu,
+    ),
+    Collector(
+        name="memory",
+        order=30,
+        collects="memory arrays and DIMM slots: SMBIOS types 16, 17",
+        collect=collect_memory,
+        summary=summary_memory,
+    ),
+)

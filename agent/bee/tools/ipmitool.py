@@ -23,14 +23,20 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+from bee import document
 from bee.probe import Probe
-from bee.tools.dmidecode import PowerSupply, is_placeholder, power_supplies_from_records, scan
+from bee.registry import Collector
+from bee.runner import CommandResult
+from bee.tools.dmidecode import PowerSupply, is_placeholder, power_supplies_from_records, smbios
 
 IPMI_DEVICE_NODES = ("/dev/ipmi0", "/dev/ipmi/0", "/dev/ipmidev/0")
 # `-v`: ipmitool 1.8.19 prints the multirecord area (the Power Supply record with the rated
 # capacity) only when verbose; the other lines are the same as plain `ipmitool fru`.
 FRU_ARGV = ("ipmitool", "-v", "fru", "print")
 FRU_TIMEOUT_S = 60.0  # slow KCS interfaces take seconds per FRU device
+# For the BMC section; shared like the FRU so that one audit asks the BMC once.
+SDR_ARGV = ("ipmitool", "sdr", "elist")
+SDR_TIMEOUT_S = 60.0
 
 # "FRU Device Description : PS1 (ID 1)"; "FRU Device Description : iDRAC7   " (no ID)
 _DEVICE = re.compile(r"^FRU Device Description\s*:\s*(?P<name>.*?)\s*(?:\(ID (?P<id>\d+)\))?\s*$")
@@ -246,24 +252,50 @@ def find_ipmi_device(probe: Probe) -> str | None:
     return next((node for node in IPMI_DEVICE_NODES if probe.exists(node)), None)
 
 
+def fru(probe: Probe) -> Fru | None:
+    """`ipmitool -v fru print`, run once per audit for every collector that asks (psu, bmc);
+    None when ipmitool is missing. Exit 1 with some devices printed is data, not a failure."""
+    result = probe.run(FRU_ARGV, timeout_s=FRU_TIMEOUT_S, check=False, shared=True)
+    if result.not_found:
+        return None
+    parsed = parse(result.stdout)
+    # ipmitool exits 1 when one FRU device fails, and prints the others: that is data.
+    if not result.ok and not parsed.devices:
+        probe.error(result.describe_failure())
+    return parsed
+
+
+def sdr(probe: Probe) -> CommandResult:
+    """`ipmitool sdr elist`, run once per audit for every collector that asks."""
+    return probe.run(SDR_ARGV, timeout_s=SDR_TIMEOUT_S, check=False, shared=True)
+
+
 def collect(probe: Probe) -> Psu | None:
     node = find_ipmi_device(probe)
-    fru = Fru(devices=[], power_supplies=[])
-    if node is not None:
-        result = probe.run(FRU_ARGV, timeout_s=FRU_TIMEOUT_S, check=False)
-        if not result.not_found:
-            fru = parse(result.stdout)
-            # ipmitool exits 1 when one FRU device fails, and prints the others: that is data.
-            if not result.ok and not fru.devices:
-                probe.error(result.describe_failure())
-    smbios: list[PowerSupply] = []
-    result = probe.run(["dmidecode", "-t", "39"], check=False)
-    if not result.not_found:
-        smbios = power_supplies_from_records(scan(result.stdout).records)
-    if node is None and not smbios:
+    devices = (fru(probe) if node is not None else None) or Fru(devices=[], power_supplies=[])
+    # SMBIOS type 39 is the second source: its failures are the board's to report.
+    smbios_psus = power_supplies_from_records(smbios(probe, "39", report=False) or [])
+    if node is None and not smbios_psus:
         return None
     return Psu(
         ipmi_device=node,
-        power_supplies=merge_power_supplies(fru.power_supplies, smbios),
-        fru_devices=fru.devices,
+        power_supplies=merge_power_supplies(devices.power_supplies, smbios_psus),
+        fru_devices=devices.devices,
     )
+
+
+def summary(section: object) -> str | None:
+    psus = document.items(section, "power_supplies")
+    return f"PSUs: {len(psus)}" if psus else None
+
+
+COLLECTORS = (
+    Collector(
+        name="psu",
+        order=70,
+        collects="power supplies: IPMI FRU (ipmitool -v fru print) and SMBIOS type 39",
+        collect=collect,
+        summary=summary,
+        parsers=PARSERS,
+    ),
+)

@@ -19,6 +19,7 @@ from typing import Any
 
 from bee.findings import Finding
 from bee.probe import Probe
+from bee.registry import Collector
 
 # "0000:3b:00.0", "10001:80:05.0" (VMD), "00:1f.3" (no -D)
 _ADDRESS = re.compile(
@@ -356,3 +357,15 @@ def findings(sections: dict[str, object]) -> list[Finding]:
                 )
             )
     return result
+
+
+COLLECTORS = (
+    Collector(
+        name="pcie",
+        order=50,
+        collects="PCI functions and their links: lspci -vmm -nn -D, /sys/bus/pci/devices",
+        collect=collect,
+        findings=findings,
+        parsers=PARSERS,
+    ),
+)

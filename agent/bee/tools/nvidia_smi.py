@@ -23,9 +23,12 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from bee import document
 from bee.findings import Finding
 from bee.probe import Probe
+from bee.registry import Collector
 from bee.runner import CommandResult, first_line
+from bee.summary import counted
 
 ARGV = ("nvidia-smi", "-q", "-x")
 # Without persistence mode every call initialises each GPU (~1.5 s per GPU); 8-16 GPUs fit.
@@ -574,3 +577,24 @@ def _gpu_findings(gpu: Gpu) -> list[Finding]:
 
 
 PARSERS = {"nvidia-smi": parse}
+
+
+def summary(section: object) -> str:
+    gpus = document.items(section, "gpus")
+    if not gpus:
+        return "GPUs: none reported"
+    driver = document.text(section, "driver_version") or "?"
+    return f"GPUs: {counted([document.text(g, 'name') or '?' for g in gpus])}, driver {driver}"
+
+
+COLLECTORS = (
+    Collector(
+        name="nvidia",
+        order=60,
+        collects="NVIDIA GPUs: nvidia-smi -q -x, or /proc/driver/nvidia",
+        collect=collect,
+        findings=findings,
+        summary=summary,
+        parsers=PARSERS,
+    ),
+)

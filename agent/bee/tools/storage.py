@@ -11,13 +11,17 @@ person can act on without knowing SMART.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
+from bee import document
 from bee.findings import Finding
 from bee.probe import Probe
+from bee.registry import Collector
+from bee.summary import human_bytes
 from bee.tools import lsblk, nvme, smartctl
 from bee.tools.lsblk import BlockChild, BlockDisk
 from bee.tools.nvme import NvmeController, NvmeHealth
@@ -531,3 +535,30 @@ def findings(sections: dict[str, object]) -> list[Finding]:
             )
         )
     return found
+
+
+# -- console summary and registration ---------------------------------------------------------
+
+
+def summary(section: object) -> str:
+    # The medium bee booted from (the live CD/USB) is listed in the document, not counted here.
+    disks = [d for d in document.items(section, "disks") if not d.get("is_boot_medium")]
+    if not disks:
+        return "Disks: none reported"
+    total = sum(document.number(d, "size_bytes") or 0 for d in disks)
+    verdicts = Counter(document.text(d, "health", "verdict") or "?" for d in disks)
+    health = ", ".join(f"{n} {v}" for v, n in sorted(verdicts.items()))
+    return f"Disks: {len(disks)}, {human_bytes(total)} ({health})"
+
+
+COLLECTORS = (
+    Collector(
+        name="storage",
+        order=40,
+        collects="disks and their health: lsblk, smartctl, nvme-cli",
+        collect=collect,
+        findings=findings,
+        summary=summary,
+        parsers={**lsblk.PARSERS, **smartctl.PARSERS, **nvme.PARSERS},
+    ),
+)

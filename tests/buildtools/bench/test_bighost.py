@@ -159,11 +159,11 @@ def test_a_changed_collector_argv_is_reported(big_host, tmp_path):
     shutil.copytree(out, copy)
     manifest = json.loads((copy / "manifest.json").read_text())
     for entry in manifest["commands"]:
-        if entry["argv"] == ["dmidecode", "-t", "4"]:
+        if entry["argv"] == ["dmidecode"]:
             entry["argv"] = ["dmidecode", "-t", "4,7"]  # as if the generator were out of date
     (copy / "manifest.json").write_text(json.dumps(manifest))
     issues = bighost.problems(copy, shape)
-    assert "a collector asked for `dmidecode -t 4`, which the generator does not make" in issues
+    assert "a collector asked for `dmidecode`, which the generator does not make" in issues
     assert "no collector asked for `dmidecode -t 4,7` (did its argv change?)" in issues
     assert any(i.startswith("sockets: the agent counted None") for i in issues)
 

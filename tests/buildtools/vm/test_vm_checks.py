@@ -18,6 +18,7 @@ import pytest
 
 from bee.audit import run_audit
 from bee.capture import ReplayRunner
+from bee.registry import section_names
 from buildtools.vm import checks as vm_checks
 from buildtools.vm import qemu, vm_test
 
@@ -50,6 +51,13 @@ def test_the_replayed_audit_matches_the_hardware(document: dict, hw: qemu.Hardwa
     assert any(n.endswith("NVMe critical_warning") for n in names)
     assert any(n.startswith("PSU PS2") for n in names)
     assert len(results) >= 40
+
+
+def test_every_registered_collector_is_checked(document: dict, hw: qemu.Hardware) -> None:
+    names = {r[0] for r in vm_checks.check_collectors(document, hw)}
+    for section in section_names():
+        assert any(n.startswith(f"collector {section} ") for n in names), section
+    assert set(vm_checks.MAY_BE_EMPTY) <= set(section_names())
 
 
 def _changed(document: dict, path: tuple, value: object) -> dict:
@@ -125,14 +133,12 @@ def test_collector_errors_fail_except_nvidia(document: dict, hw: qemu.Hardware) 
     assert failures(vm_checks.check_audit(doc, hw)) == []
     doc["errors"].append({"collector": "storage", "message": "smartctl exit 2 on /dev/sda"})
     (failed,) = failures(vm_checks.check_audit(doc, hw))
-    assert failed[0] == "no collector errors except NVIDIA's" and "smartctl" in failed[2]
+    assert failed[0] == "no collector errors except nvidia" and "smartctl" in failed[2]
 
 
 def test_a_document_of_another_shape_fails_without_raising(hw: qemu.Hardware) -> None:
     results = vm_checks.check_audit({"board": [], "cpu": "x", "storage": {"disks": 3}}, hw)
-    assert results and all(
-        not r[1] for r in results if r[0] != "no collector errors except NVIDIA's"
-    )
+    assert results and all(not r[1] for r in results if r[0] != "no collector errors except nvidia")
 
 
 # --- ipmitool fru, as the real ipmitool printed it in the guest -------------------------------
