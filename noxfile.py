@@ -7,7 +7,7 @@ import nox
 nox.options.sessions = ["lint", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 
-TEST_DEPS = ["pytest>=8", "hypothesis>=6.100", "jsonschema>=4.20"]
+TEST_DEPS = ["pytest>=8", "hypothesis>=6.100", "jsonschema>=4.20", "ansible-core>=2.16"]
 RUFF = "ruff>=0.6"
 
 
