@@ -1,4 +1,4 @@
-"""bee's command line: `bee audit`, `bee parse TOOL FILE`, `bee report`, `bee --version`."""
+"""bee's command line: `bee audit`, `bee check`, `bee spec`, `bee report`, `bee parse`."""
 
 from __future__ import annotations
 
@@ -78,6 +78,34 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="run no tools: rebuild the document from a directory made by --capture",
     )
+    audit.add_argument(
+        "--spec",
+        metavar="SPEC",
+        help="judge the machine against this spec (file or http URL): verdict in the document "
+        "and on the console's first line",
+    )
+
+    check = commands.add_parser("check", help="judge an audit against a spec: ACCEPT or REJECT")
+    check.add_argument("spec_file", metavar="SPEC", help="the spec (TOML file or http URL)")
+    check.add_argument(
+        "audit_file",
+        metavar="AUDIT",
+        nargs="?",
+        default=DEFAULT_OUTPUT,
+        help=f"the audit document, '-' for stdin (default {DEFAULT_OUTPUT})",
+    )
+    check.add_argument("--json", action="store_true", help="the verdict as JSON")
+    check.add_argument(
+        "--allow-unknown",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="accept this check when it is UNKNOWN (repeatable)",
+    )
+
+    spec = commands.add_parser("spec", help="write a spec from known-good machines' audits")
+    spec.add_argument("audits", metavar="AUDIT", nargs="+", help="audit documents ('-': stdin)")
+    spec.add_argument("--output", "-o", default="-", metavar="FILE", help="default: stdout")
 
     parse = commands.add_parser("parse", help="parse one captured tool output and print JSON")
     # The names come from the collector registry, which imports every tool module: too dear
@@ -143,7 +171,19 @@ def cmd_parse(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_spec(args: argparse.Namespace) -> int:
+    from bee.spec import command
+
+    try:
+        if args.command == "check":
+            return command.check(args.spec_file, args.audit_file, args.allow_unknown, args.json)
+        return command.spec(args.audits, args.output)
+    except command.InputError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
+    import hashlib
     from pathlib import Path
 
     from bee.audit import DEFAULT_DEADLINE_S, run_audit
@@ -151,9 +191,14 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from bee.output import OutputError, write_atomic
     from bee.runner import SystemRunner
     from bee.serialize import dumps_ready
-    from bee.summary import qr_code, summary_lines
+    from bee.summary import qr_code, qr_payload, summary_lines
 
     deadline = args.deadline or DEFAULT_DEADLINE_S
+    pending = None
+    if args.spec is not None:
+        from bee.spec import command
+
+        pending = command.start(args.spec, deadline)  # a URL is fetched while the audit runs
     try:
         if args.replay is not None:
             runner: Any = ReplayRunner(Path(args.replay))
@@ -164,6 +209,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     except CaptureError as exc:
         raise UsageError(str(exc)) from None
 
+    if pending is not None:
+        document["verdict"] = command.verdict_for(pending, document)
     text = dumps_ready(document)
     to_stdout = args.output == "-"
     status = 0
@@ -181,10 +228,14 @@ def cmd_audit(args: argparse.Namespace) -> int:
     lines = summary_lines(document)
     if status == 0 and not to_stdout:
         lines.append(f"Document: {args.output}")
+    sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    if pending is not None:
+        lines.append(f"Document sha256: {sha256}")
     summary = "\n".join(lines)
     print(summary, file=human)
     if not args.no_qr:
-        qr = qr_code(summary, SystemRunner())
+        payload = qr_payload(document, sha256) if pending is not None else summary
+        qr = qr_code(payload, SystemRunner())
         if qr:
             print(qr, file=human, end="")
     human.flush()
@@ -250,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_report(args)
         if args.command == "upload":
             return cmd_upload(args)
+        if args.command in ("check", "spec"):
+            return cmd_spec(args)
         return cmd_audit(args)
     except UsageError as exc:
         print(f"bee: {exc}", file=sys.stderr)

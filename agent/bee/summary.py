@@ -13,6 +13,7 @@ from typing import Any
 from bee.document import dig, items, text
 from bee.registry import collectors
 from bee.runner import Runner
+from bee.spec.report import summary_lines as verdict_lines
 
 log = logging.getLogger("bee")
 
@@ -37,7 +38,9 @@ def counted(names: list[str]) -> str:
 def summary_lines(document: dict[str, Any]) -> list[str]:
     """The console summary. Reads the document defensively: any section may be null."""
     system = dig(document, "board", "system")
-    lines = [
+    # With a spec (`bee audit --spec`), the verdict comes first: ACCEPT or REJECT and why.
+    lines = verdict_lines(document.get("verdict"))
+    lines += [
         f"bee {text(document, 'bee_version') or '?'} audit of "
         f"{text(system, 'manufacturer') or '?'} {text(system, 'product') or '?'}, "
         f"S/N {text(system, 'serial') or '?'}"
@@ -59,6 +62,14 @@ def summary_lines(document: dict[str, Any]) -> list[str]:
     errors = errors if isinstance(errors, list) else []
     lines.append(f"Findings: {len(serious)}, errors: {len(errors)}")
     return lines
+
+
+def qr_payload(document: dict[str, Any], document_sha256: str) -> str:
+    """What the console's QR code carries when there is a verdict: a photo of the console then
+    proves which machine and which document (as written) the verdict speaks for."""
+    status = text(dig(document, "verdict"), "status") or "?"
+    serial = text(dig(document, "board", "system"), "serial") or "?"
+    return f"bee {status} S/N {serial} sha256 {document_sha256}"
 
 
 def qr_code(text: str, runner: Runner) -> str | None:
