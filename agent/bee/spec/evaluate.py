@@ -458,19 +458,34 @@ def _show(value: Any) -> str:
     if isinstance(value, str):
         return repr(value[:80])
     if isinstance(value, int | float):
-        return str(value)
+        return _number_text(value) or "a number out of range"
     return f"a {type(value).__name__}"
 
 
+def _number_text(value: Any) -> str | None:
+    """str() of a number, or None: Python refuses str() of ints over 4300 digits."""
+    if _is_number(value):
+        try:
+            return str(value)
+        except ValueError:
+            return None
+    return None
+
+
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """A number a rule can compare: finite, and an int no float overflows on."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return -(10**300) < value < 10**300
+    return isinstance(value, float) and math.isfinite(value)
 
 
 def _equal(got: Any, wanted: Any) -> bool:
     if isinstance(wanted, bool) or isinstance(got, bool):
         return isinstance(wanted, bool) and isinstance(got, bool) and got == wanted
     if _is_number(wanted):
-        return _is_number(got) and numbers_equal(float(got), float(wanted))
+        return _is_number(got) and numbers_equal(got, wanted)
     return isinstance(got, str) and got == wanted
 
 
@@ -487,7 +502,7 @@ def _test(test: FieldTest, part: Any) -> tuple[Tri, str]:
             limit = (
                 abs(float(test.eq)) * test.tolerance / 100 if test.tolerance_pct else test.tolerance
             )
-            if abs(float(got) - float(test.eq)) > limit + 1e-12:
+            if abs(got - test.eq) > limit + 1e-12:
                 return False, shown
         elif not _equal(got, test.eq):
             return False, shown
@@ -498,20 +513,19 @@ def _test(test: FieldTest, part: Any) -> tuple[Tri, str]:
     if test.min is not None or test.max is not None:
         if not _is_number(got):
             return False, shown
-        if test.min is not None and float(got) < test.min and not numbers_equal(got, test.min):
+        if test.min is not None and got < test.min and not numbers_equal(got, test.min):
             return False, shown
-        if test.max is not None and float(got) > test.max and not numbers_equal(got, test.max):
+        if test.max is not None and got > test.max and not numbers_equal(got, test.max):
             return False, shown
     if test.regex is not None:
-        subject = got if isinstance(got, str) else None if isinstance(got, bool) else str(got)
+        subject = got if isinstance(got, str) else _number_text(got)
         if not isinstance(subject, str) or not _fullmatch(test.regex, subject):
             return False, shown
     for bound, sign in ((test.version_at_least, 1), (test.version_at_most, -1)):
         if bound is None:
             continue
-        if isinstance(got, bool) or not isinstance(got, str | int | float):
-            return False, shown
-        if compare_versions(str(got), bound) * sign < 0:
+        subject = got if isinstance(got, str) else _number_text(got)
+        if subject is None or compare_versions(subject, bound) * sign < 0:
             return False, shown
     if test.same_as is not None:
         other = _get(part, test.same_as)

@@ -336,6 +336,8 @@ class _Builder:
         if isinstance(value, bool | int | float):
             if isinstance(value, float) and not math.isfinite(value):
                 raise self.fail(path, "nan and inf are not values")
+            if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**63:
+                raise self.fail(path, "a number out of range")
             return value
         if isinstance(value, str):
             if field_unit(field) is None:

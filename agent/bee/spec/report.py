@@ -14,7 +14,8 @@ if TYPE_CHECKING:  # the console summary imports this module: keep tomllib and r
 PASS = "PASS"
 
 SUMMARY_CHECKS = 8  # failing checks listed under the console's first line
-COLUMNS = (("STATUS", 8), ("ID", 30), ("EXPECTED", 34), ("GOT", 34))
+ID_WIDTH = 34
+LINE_WIDTH = 120
 
 
 def verdict_json(verdict: Verdict) -> dict[str, Any]:
@@ -92,29 +93,20 @@ def summary_lines(verdict: Any) -> list[str]:
 
 
 def table(verdict: dict[str, Any]) -> str:
-    """Every check, one line each, for `bee check`; the headline last, where the eye lands."""
-    rows = [[name for name, _ in COLUMNS] + ["WHERE"]]
+    """Every check, for `bee check`: one line per PASS, the whole story for the others (what was
+    expected, what was found, where); the headline last, where the eye lands."""
+    out = []
     for c in _checks(verdict):
         status = _text(c.get("status")) + ("*" if c.get("waived") is True else "")
-        rows.append(
-            [
-                status,
-                _text(c.get("id")),
-                _text(c.get("expected")),
-                _text(c.get("got")),
-                _text(c.get("where")),
-            ]
-        )
-    out = []
-    for row in rows:
-        cells = [_fit(cell, width) for cell, (_, width) in zip(row, COLUMNS, strict=False)]
-        out.append("  ".join(cells) + "  " + row[-1])
+        check_id = _text(c.get("id"))
+        if c.get("status") == PASS:
+            line = f"{status:<9} {check_id:<{ID_WIDTH}} {_text(c.get('expected'))}"
+            out.append(line if len(line) <= LINE_WIDTH else line[: LINE_WIDTH - 1] + "~")
+            continue
+        out.append(f"{status:<9} {check_id}")
+        for label in ("expected", "got", "where"):
+            out.append(f"{'':<9} {label + ':':<9} {_text(c.get(label))}")
     if any(c.get("waived") is True for c in _checks(verdict)):
         out.append("* unknown, waived (--allow-unknown or allow_unknown in the spec)")
     out.append(headline(verdict))
     return "\n".join(out) + "\n"
-
-
-def _fit(text: str, width: int) -> str:
-    text = text.replace("\n", " ")
-    return text.ljust(width) if len(text) <= width else text[: width - 1] + "~"

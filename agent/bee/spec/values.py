@@ -115,6 +115,8 @@ def to_field_unit(value: str, field: str) -> int | float:
     if unit is None or target is None:
         if unit is not None:
             raise QuantityError(f"{value!r} has a unit but the field {field!r} has none")
+        if abs(number) > 1e300:
+            raise QuantityError(f"{value!r} is out of range")
         return _tidy(number)
     if unit not in UNITS:
         raise QuantityError(f"unknown unit {unit!r} in {value!r}")
@@ -126,7 +128,10 @@ def to_field_unit(value: str, field: str) -> int | float:
         kind = "transfers"
     if kind != target_kind:
         raise QuantityError(f"{value!r} is {kind}, but {field!r} is {target_kind}")
-    return _tidy(number * scale / target_scale)
+    converted = number * scale / target_scale
+    if not math.isfinite(converted) or abs(converted) > 1e300:
+        raise QuantityError(f"{value!r} is out of range")
+    return _tidy(converted)
 
 
 def _tidy(number: float) -> int | float:
@@ -136,7 +141,11 @@ def _tidy(number: float) -> int | float:
 
 
 def numbers_equal(a: float, b: float) -> bool:
-    return a == b or math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+    """Whole numbers exactly (a byte off is a different disk); others within float noise
+    ("2.5 GT/s" read back as 2.5000000001)."""
+    if isinstance(a, int) and isinstance(b, int):
+        return a == b
+    return a == b or math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-12)
 
 
 # -- versions ---------------------------------------------------------------------------------
@@ -153,13 +162,21 @@ def _parts(text: str) -> list[str]:
 def compare_versions(a: str, b: str) -> int:
     """-1, 0 or 1, comparing part by part: "535.129.03" < "550.54.15", "3.8a" < "3.10".
 
-    Vendor hex versions (VBIOS "96.00.A5.00.1A") are compared as hex numbers when every part of
-    both is hex and one of them has a hex letter; otherwise each part is split into runs of
-    digits (compared as numbers) and letters (compared case-insensitively). Missing parts count
-    as zero: "535.129" == "535.129.0".
+    Vendor hex versions (VBIOS "96.00.A5.00.1A": three or more fixed-width hex fields) are
+    compared as hex numbers when both look like that and one has a hex letter; otherwise each
+    part is split into runs of digits (compared as numbers) and letters (compared
+    case-insensitively), so a BIOS "3.8a" is 3, 8, "a". Missing parts count as zero:
+    "535.129" == "535.129.0".
     """
     pa, pb = _parts(a), _parts(b)
-    hex_mode = all(_HEX.fullmatch(p) for p in pa + pb) and any(not p.isdigit() for p in pa + pb)
+    both = pa + pb
+    hex_mode = (
+        len(pa) >= 3
+        and len(pb) >= 3
+        and len({len(p) for p in both}) == 1
+        and all(_HEX.fullmatch(p) for p in both)
+        and any(not p.isdigit() for p in both)
+    )
     if hex_mode:
         ka: list[tuple[int, int | str]] = [(0, int(p, 16)) for p in pa]
         kb: list[tuple[int, int | str]] = [(0, int(p, 16)) for p in pb]
