@@ -75,6 +75,7 @@ def step(runner: Runner, number: int, title: str) -> AbstractContextManager[list
 class Options:
     versions: Versions
     authorized_keys: Path | None
+    spec: Path | None
     vendor_dir: Path
     vendor_dir_given: bool
     out: Path
@@ -243,6 +244,13 @@ def parse_args(argv: list[str] | None) -> Options:
         help="SSH public keys for root; without it the image uses a one-time root password",
     )
     parser.add_argument(
+        "--spec",
+        type=Path,
+        metavar="FILE",
+        help="a hardware spec (bee spec) baked in as /etc/bee/spec.toml: the boot audit judges"
+        " the machine against it and the console says ACCEPT or REJECT",
+    )
+    parser.add_argument(
         "--vendor-dir",
         type=Path,
         metavar="DIR",
@@ -276,6 +284,7 @@ def parse_args(argv: list[str] | None) -> Options:
     return Options(
         versions=versions,
         authorized_keys=args.authorized_keys,
+        spec=args.spec,
         vendor_dir=args.vendor_dir or staging.VENDOR_DIR,
         vendor_dir_given=args.vendor_dir is not None,
         out=args.out.resolve(),
@@ -309,6 +318,7 @@ def build(options: Options, progress: Runner) -> Path:
     keys = None
     if options.authorized_keys is not None:
         keys = staging.read_authorized_keys(options.authorized_keys)
+    spec = staging.read_spec(options.spec) if options.spec is not None else None
     if options.vendor_dir_given and not options.vendor_dir.is_dir():
         raise BuildError(f"vendor dir {options.vendor_dir} does not exist")
     version = agent_version(staging.AGENT_DIR)
@@ -357,6 +367,9 @@ def build(options: Options, progress: Runner) -> Path:
     with step(progress, 4, "agent into the image") as notes:
         staging.inject_agent(staged, agent.zipapp, staging.AGENT_DIR / "bee")
         notes.append("/usr/local/bin/bee, python3 -m bee")
+        if spec is not None:
+            staging.inject_spec(staged, spec)
+            notes.append(f"spec {options.spec} as /{staging.SPEC_PATH}")
 
     with step(progress, 5, "vendor binaries") as notes:
         report = staging.inject_vendor(

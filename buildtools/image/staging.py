@@ -7,6 +7,7 @@ Pure file work, no root and no network, so every step is unit-tested
     copy_overlay(OVERLAY_DIR, staging)
     access = inject_authorized_keys(staging, keys_file)      # or the password-fallback marker
     inject_agent(staging, package_agent(AGENT_DIR, dist / "agent").zipapp, AGENT_DIR / "bee")
+    inject_spec(staging, read_spec(spec_file))                # with --spec
     inject_vendor(staging, VENDOR_DIR)
     inject_nvidia(staging, nvidia_cache_dir)                 # unless --no-nvidia
     write_release(staging, release)
@@ -196,6 +197,40 @@ def inject_authorized_keys(staging: Path, keys: list[str] | None) -> str:
         encoding="utf-8",
     )
     return "password-fallback"
+
+
+# -- the hardware spec -----------------------------------------------------------------------
+
+SPEC_PATH = Path("etc/bee/spec.toml")
+
+
+def read_spec(path: Path) -> bytes:
+    """A spec file's bytes, checked with the agent's own loader: a typo in it is reported
+    (file, line, key) before the build starts, not found on the console of every machine."""
+    import sys
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise StagingError(f"cannot read spec {path}: {exc.strerror}") from None
+    agent = str(AGENT_DIR)
+    if agent not in sys.path:
+        sys.path.insert(0, agent)
+    from bee.spec.load import SpecError, load_spec
+
+    try:
+        load_spec(data, str(path))
+    except SpecError as exc:
+        raise StagingError(f"spec: {exc}") from None
+    return data
+
+
+def inject_spec(staging: Path, data: bytes) -> None:
+    """/etc/bee/spec.toml, which bee-audit-boot passes to `bee audit --spec`."""
+    target = staging / SPEC_PATH
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+    target.chmod(0o644)
 
 
 # -- the agent -------------------------------------------------------------------------------

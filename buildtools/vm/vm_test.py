@@ -39,7 +39,7 @@ from buildtools import hosttools
 from buildtools.hosttools import HostToolsError
 from buildtools.runner import CommandError, Runner
 from buildtools.vm import checks as vm_checks
-from buildtools.vm import fru, qemu
+from buildtools.vm import fru, hwspec, qemu
 
 REPO_ROOT = qemu.REPO_ROOT
 SMOKETEST = REPO_ROOT / "iso" / "builder" / "smoketest.sh"
@@ -183,9 +183,12 @@ def make_throwaway_key(run_dir: Path, runner: Runner) -> Path:
     return key
 
 
-def build_image(key: Path, out_dir: Path, cache: Path, runner: Runner, *, no_nvidia: bool) -> Path:
-    """image/build_iso.py with the throwaway public key into `out_dir`, sharing dist/'s caches
-    (the NVIDIA build, apt lists, live-build's cache) with `nox -s build_iso`."""
+def build_image(
+    key: Path, out_dir: Path, cache: Path, runner: Runner, *, no_nvidia: bool, spec: Path
+) -> Path:
+    """image/build_iso.py with the throwaway public key and the hardware's spec into `out_dir`,
+    sharing dist/'s caches (the NVIDIA build, apt lists, live-build's cache) with
+    `nox -s build_iso`."""
     argv = [
         sys.executable,
         "-m",
@@ -196,6 +199,8 @@ def build_image(key: Path, out_dir: Path, cache: Path, runner: Runner, *, no_nvi
         str(out_dir),
         "--cache",
         str(cache),
+        "--spec",
+        str(spec),
     ]
     if no_nvidia:
         argv.append("--no-nvidia")
@@ -273,6 +278,7 @@ class Context:
     sdr_path: Path
     guest_capture_dir: Path | None
     runner: Runner
+    spec_baked: bool  # the image was built here, with hwspec's spec of the hardware
 
 
 def _vm(ctx: Context, name: str, ssh_port: int | None, isolated: frozenset[int]) -> qemu.Vm:
@@ -320,6 +326,8 @@ def boot_full(ctx: Context) -> tuple[BootReport, set[str]]:
         fetch(ssh, "cat /var/log/bee-audit.json", audit_path)
         fetch(ssh, "journalctl -b --no-pager -o short-precise", ctx.run_dir / "journal.txt")
         fetch(ssh, "ipmitool -v fru print", ctx.run_dir / "ipmitool-v-fru-print.txt")
+        if ctx.spec_baked:
+            report.checks += spec_checks(ctx, ssh)
         if ctx.guest_capture_dir is not None:
             for note in guest_capture(ssh, ctx.guest_capture_dir, ctx.runner):
                 print(f"vm_test: guest capture: {note}", flush=True)
@@ -334,6 +342,29 @@ def boot_full(ctx: Context) -> tuple[BootReport, set[str]]:
     fru_text = (ctx.run_dir / "ipmitool-v-fru-print.txt").read_text(errors="replace")
     report.checks += [Check(*c) for c in vm_checks.check_ipmitool_fru(fru_text, ctx.hw)]
     return report, known_host_keys(ssh.known_hosts)
+
+
+def spec_checks(ctx: Context, ssh: Ssh) -> list[Check]:
+    """The baked spec: ACCEPT on the console and in the document; then `bee check` in the guest
+    with a spec that wants one DIMM more must REJECT, naming memory."""
+    serial = (ctx.run_dir / "boot1-serial.log").read_text(encoding="utf-8", errors="replace")
+    accept = re.search(r"^ACCEPT: \d+ of \d+ checks passed.*$", serial, re.M)
+    reject = re.search(r"^REJECT: .*$", serial, re.M)
+    console = accept.group(0) if accept else reject.group(0) if reject else "no verdict line"
+    checks = [Check("console says ACCEPT (baked spec)", accept is not None, console.strip())]
+    verdict = ssh.run("bee check /etc/bee/spec.toml /var/log/bee-audit.json", timeout=120)
+    (ctx.run_dir / "bee-check-baked.txt").write_bytes(verdict.stdout + verdict.stderr)
+    last = verdict.stdout.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+    checks.append(Check("bee check of the baked spec exits 0", verdict.returncode == 0, last[0]))
+    more = hwspec.hardware_spec(ctx.hw, extra_dimms=1).encode()
+    result = ssh.run("cat > /tmp/more-dimms.toml && bee check /tmp/more-dimms.toml", stdin=more)
+    output = result.stdout.decode(errors="replace")
+    (ctx.run_dir / "bee-check-more-dimms.txt").write_text(output + result.stderr.decode())
+    failing = re.findall(r"^(?:FAIL|UNKNOWN)\s+(\S+)", output, re.M)
+    ok = result.returncode == 1 and failing == ["MEMORY-DIMM-COUNT"] and "memory.slots" in output
+    detail = f"exit {result.returncode}; not passed: {', '.join(failing) or 'none'}"
+    checks.append(Check("bee check, one DIMM more: REJECT naming memory", ok, detail))
+    return checks
 
 
 def boot_second(ctx: Context, first_keys: set[str]) -> BootReport:
@@ -462,12 +493,15 @@ def run(args: argparse.Namespace) -> int:
             iso, key = args.iso.resolve(), args.ssh_key.resolve()
         else:
             key = make_throwaway_key(run_dir, runner)
+            spec = run_dir / "hardware-spec.toml"
+            spec.write_text(hwspec.hardware_spec(hw), encoding="utf-8")
             iso = build_image(
                 key,
                 (args.out / "vm-test-image").resolve(),
                 args.out.resolve(),
                 runner,
                 no_nvidia=args.no_nvidia,
+                spec=spec,
             )
         return _boots(
             args, hw=hw, iso=iso, key=key, run_dir=run_dir, runner=runner, started=started
@@ -499,6 +533,7 @@ def _boots(
         sdr_path=sdr_path,
         guest_capture_dir=args.guest_capture.resolve() if args.guest_capture else None,
         runner=runner,
+        spec_baked=args.iso is None,
     )
     boots: list[BootReport] = []
     try:

@@ -72,11 +72,17 @@ def _no_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
+def evaluate(spec: Spec, document: Any, allow_unknown: list[str] | None = None) -> dict[str, Any]:
+    """The verdict as JSON (what the document's `verdict` holds); pure, never raises. For `bee
+    report --spec`, which judges many documents against one spec read once with read_spec."""
+    return verdict_json(judge(spec, document, allow_unknown or ()))
+
+
 def check(spec_source: str, audit_path: str, allow_unknown: list[str], as_json: bool) -> int:
     """`bee check`: 0 accept, 1 reject; InputError (exit 2) before anything is printed."""
     spec = read_spec(spec_source)
     document = read_audit(audit_path)
-    verdict = verdict_json(judge(spec, document, allow_unknown))
+    verdict = evaluate(spec, document, allow_unknown)
     if as_json:
         sys.stdout.write(json.dumps(verdict, indent=2, ensure_ascii=False) + "\n")
     else:
@@ -123,4 +129,4 @@ def verdict_for(pending: Pending, document: dict[str, Any]) -> dict[str, Any]:
     return verdict_json(verdict)
 
 
-__all__ = ["MAX_SPEC_BYTES", "InputError", "check", "read_audit", "read_spec", "spec"]
+__all__ = ["MAX_SPEC_BYTES", "InputError", "check", "evaluate", "read_audit", "read_spec", "spec"]

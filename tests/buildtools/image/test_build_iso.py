@@ -37,6 +37,16 @@ def test_bad_keys_file_stops_the_build_before_anything_else(tmp_path: Path) -> N
     assert (tmp_path / "dist" / "build-iso.log").is_file()
 
 
+def test_bad_spec_stops_the_build_before_anything_else(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.toml"
+    spec.write_text("spec_version = 1\n[[check]]\nid = 3\n")
+    result = run_builder("--spec", str(spec), "--out", str(tmp_path / "dist"))
+    assert result.returncode == 1
+    assert f"{spec}:3: check[0].id: a check needs an id" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+    assert not (tmp_path / "dist" / "staging").exists()
+
+
 def test_missing_vendor_dir_stops_the_build(tmp_path: Path) -> None:
     result = run_builder(
         "--vendor-dir", str(tmp_path / "nope"), "--out", str(tmp_path / "dist"), "--no-nvidia"

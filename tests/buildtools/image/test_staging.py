@@ -330,3 +330,27 @@ def test_tree_digest_sees_content_and_mode_changes(tmp_path: Path) -> None:
     second = staging.tree_digest(tmp_path)
     (tmp_path / "a").write_text("two")
     assert len({first, second, staging.tree_digest(tmp_path)}) == 3
+
+
+# -- the hardware spec (build_iso --spec) -------------------------------------------------------
+
+EXAMPLE_SPEC = staging.REPO_ROOT / "docs" / "examples" / "hgx-8gpu.spec.toml"
+
+
+def test_a_spec_is_checked_with_the_agents_loader_and_baked_in(tmp_path: Path) -> None:
+    data = staging.read_spec(EXAMPLE_SPEC)
+    staged = tmp_path / "staging"
+    staged.mkdir()
+    staging.inject_spec(staged, data)
+    target = staged / "etc/bee/spec.toml"
+    assert target.read_bytes() == EXAMPLE_SPEC.read_bytes()
+    assert mode(target) == 0o644
+
+
+def test_a_bad_spec_stops_the_build_naming_file_line_and_key(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('spec_version = 1\n[[check]]\nid = "A"\nselect = "cpu"\ncuont = 1\n')
+    with pytest.raises(staging.StagingError, match=r"bad\.toml:5: check\[0\]\.cuont: unknown key"):
+        staging.read_spec(bad)
+    with pytest.raises(staging.StagingError, match="cannot read spec"):
+        staging.read_spec(tmp_path / "missing.toml")
