@@ -1,6 +1,7 @@
 """`nox -s bench`: what an operator waits for, next to the limit the tools set.
 
     python -m buildtools.bench.bench [--runs 5] [--slow-runs 3] [--startup-runs 20]
+        [--report-nodes 1000] [--report-runs 3]
         [--delay nvidia-smi=3.0 ...] [--fixtures fixtures] [--work dist/bench]
         [--out dist/bench.json]
 
@@ -15,6 +16,8 @@ disks, 8 GPUs, 300 PCI functions, 2 PSUs, scaled from the real fixtures):
   the big host's). Compared with the slowest single command and with the sum of all commands;
 - start-up: `python3 -m bee --version` against `python3 -c pass`;
 - peak memory of the audit (VmHWM of the process that ran it, reported as it exits);
+- `bee report` over 1,000 variants of the big host's document with planted differences
+  (`buildtools.bench.fleet`): wall, CPU, peak memory, and whether it named exactly those nodes;
 - the ISO, when `nox -s build_iso` has left one: its size and the build times in its log.
 
 It prints a table and writes the same numbers as JSON. It reports against the targets of
@@ -24,6 +27,7 @@ docs/bench.md; it asserts nothing (a missed target is not an error exit).
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import math
 import os
@@ -42,7 +46,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from buildtools.bench import bighost
+from buildtools.bench import bighost, fleet
 from buildtools.bench.bighost import AGENT, REPO, BigHostError, Shape
 
 DIST = REPO / "dist"
@@ -54,6 +58,7 @@ TARGET_SLOWEST_RATIO = 1.25
 TARGET_REPLAY_S = 0.5
 TARGET_STARTUP_RATIO = 3.0
 TARGET_PEAK_MIB = 64.0
+TARGET_REPORT_S = 5.0  # bee report over 1,000 big-host audits: "a few seconds"
 LINEAR_SLACK = 1.15  # "linear or better": 2x the host may cost at most 2 x 1.15 the time
 
 
@@ -537,6 +542,41 @@ def iso_report(dist: Path, previous: dict[str, Any] | None) -> dict[str, Any]:
     }
 
 
+# -- bee report over a fleet ------------------------------------------------------------------
+
+
+def measure_report(host: Path, work: Path, nodes: int, runs: int) -> dict[str, Any]:
+    """`bee report` over `nodes` variants of the big host's document (buildtools.bench.fleet),
+    and whether it named exactly the planted differences."""
+    audits = work / f"fleet-{nodes}"
+    shutil.rmtree(audits, ignore_errors=True)
+    plan = fleet.make_fleet(bighost.replay(host), audits, nodes)
+    walls, cpus, rss = [], [], []
+    out_html, out_csv = work / "fleet-report.html", work / "fleet-report.csv"
+    argv = bee_argv("report", str(audits), "-o", str(out_html), "--csv", str(out_csv))
+    for _ in range(runs):
+        run = _checked(run_measured(argv, cwd=AGENT), "bee report")
+        walls.append(run.wall_s)
+        cpus.append(run.cpu_s)
+        rss.append(run.peak_kib)
+    with out_csv.open(encoding="utf-8") as handle:
+        flagged = {
+            row["node"]: frozenset(row["differs_in"].split())
+            for row in csv.DictReader(handle)
+            if row["differs_in"]
+        }
+    return {
+        "nodes": nodes,
+        "audits_mib": round(capture_bytes(audits) / 2**20, 1),
+        "html_mib": round(out_html.stat().st_size / 2**20, 1),
+        "wall_s": spread(walls),
+        "cpu_s": spread(cpus),
+        "peak_rss_mib": _peak_mib(rss),
+        "planted": {name: sorted(fields) for name, fields in sorted(plan.items())},
+        "found_exactly_the_planted": flagged == plan,
+    }
+
+
 # -- report ------------------------------------------------------------------------------------
 
 
@@ -564,6 +604,9 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     add("bee --version / python -c pass", (results.get("startup") or {}).get("ratio"),
         TARGET_STARTUP_RATIO, "x")  # fmt: skip
     add("peak memory, big host audit", results.get("peak_memory_mib"), TARGET_PEAK_MIB, "MiB")
+    report = results.get("report") or {}
+    report_wall = (report.get("wall_s") or {}).get("median")
+    add(f"bee report, {report.get('nodes', '?')} audits", report_wall, TARGET_REPORT_S, "s")
     return rows
 
 
@@ -655,6 +698,16 @@ def format_table(results: dict[str, Any]) -> str:
         peak = results["peak_memory_mib"]
         shown = "not reported by every run" if peak is None else f"{peak:.1f} MiB"
         out += ["", f"Peak memory of the big-host audit: {shown}"]
+    report = results.get("report")
+    if report:
+        out += ["", f"bee report over {report['nodes']} big-host audits (median of runs)"]
+        out.append(
+            f"  {report['audits_mib']} MiB of documents -> {report['html_mib']} MiB of HTML:"
+            f" wall {_s(report['wall_s']['median'])} s, CPU {_s(report['cpu_s']['median'])} s,"
+            f" peak {_s(report['peak_rss_mib'], 1)} MiB"
+        )
+        found = "yes" if report["found_exactly_the_planted"] else "NO"
+        out.append(f"  named exactly the {len(report['planted'])} planted nodes: {found}")
     iso = results.get("iso")
     if iso is not None:
         out += ["", "ISO"]
@@ -728,6 +781,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--runs", type=_positive, default=5, help="replay runs per host size")
     parser.add_argument("--slow-runs", type=_positive, default=3, help="audits against shims")
     parser.add_argument("--startup-runs", type=_positive, default=20, help="start-up runs")
+    parser.add_argument("--report-nodes", type=_positive, default=1000, help="bee report's fleet")
+    parser.add_argument("--report-runs", type=_positive, default=3, help="bee report runs")
     parser.add_argument(
         "--delay",
         type=parse_delay,
@@ -811,6 +866,8 @@ def main(argv: list[str] | None = None) -> int:
         shims = args.work / "shims"
         write_shims(big, shims, delays)
         results["slow_tools"] = measure_slow(big, shims, args.slow_runs)
+        say(f"bee report over {args.report_nodes} audits, {args.report_runs} times ...")
+        results["report"] = measure_report(big, args.work, args.report_nodes, args.report_runs)
         say(f"start-up, {args.startup_runs} runs each ...")
         results["startup"] = measure_startup(args.startup_runs)
         peaks = [results["replay"]["big"]["peak_rss_mib"], results["slow_tools"]["peak_rss_mib"]]

@@ -13,7 +13,7 @@ from bee.report.fields import FIELDS
 from bee.report.text import headline
 
 STYLE = """
-body { font: 13px/1.4 system-ui, sans-serif; margin: 1.5em; color: #1b1b1b; }
+body { font: 13px/1.35 system-ui, sans-serif; margin: 1.5em; color: #1b1b1b; }
 h1 { font-size: 1.5em; margin: 0 0 .2em; }
 h2 { font-size: 1.15em; margin: 1.4em 0 .4em; }
 .meta { color: #555; margin: 0 0 1em; }
@@ -21,7 +21,8 @@ h2 { font-size: 1.15em; margin: 1.4em 0 .4em; }
 ul.diff { margin: .3em 0; padding-left: 1.2em; }
 ul.diff li { margin: .2em 0; }
 table { border-collapse: collapse; }
-th, td { border: 1px solid #ccc; padding: 3px 6px; text-align: left; vertical-align: top; }
+th, td { border: 1px solid #ccc; padding: 2px 5px; text-align: left; vertical-align: top; }
+#nodes { font-size: 12px; } #nodes td { max-width: 18em; }
 th { background: #f0f0f0; position: sticky; top: 0; cursor: pointer; white-space: nowrap; }
 th.sorted-up::after { content: " \\25B2"; } th.sorted-down::after { content: " \\25BC"; }
 tbody tr:nth-child(even) { background: #fafafa; }
@@ -53,6 +54,10 @@ SCRIPT = """
       rows.forEach(function (r) { body.appendChild(r); });
     });
   });
+  var hint = document.createElement("span");
+  hint.className = "small";
+  hint.textContent = " (click a column to sort)";
+  document.getElementById("controls").appendChild(hint);
   var only = document.getElementById("only-odd");
   only.addEventListener("change", function () {
     Array.prototype.forEach.call(body.rows, function (r) {
@@ -107,18 +112,24 @@ def _differences(fleet: Fleet) -> list[str]:
 
 def _table(fleet: Fleet) -> list[str]:
     odd = fleet.odd()
-    headers = ["node", *(f.label for f in FIELDS), "verdict"]
+    headers = ["node", "verdict", *(f.label for f in FIELDS)]
     parts = [
         '<h2 id="nodes-title">Nodes</h2>',
-        '<div class="controls"><label><input type="checkbox" id="only-odd"> only nodes that '
-        "differ from the majority</label> <span class=small>(click a column to sort)</span></div>",
+        '<div class="controls" id="controls"><label><input type="checkbox" id="only-odd"> only the'
+        f" nodes that differ from the majority ({len(odd)})</label></div>",
         '<table id="nodes"><thead><tr>',
         "".join(f"<th>{escape(h)}</th>" for h in headers),
         "</tr></thead><tbody>",
     ]
     for node in fleet.nodes:
         node_odd = odd.get(node.name, set())
-        cells = [f'<td title="{escape(node.path)}">{escape(node.name)}</td>']
+        status = node.verdict.status
+        css_status = status if status in ("ACCEPT", "REJECT", "UNKNOWN") else "none"
+        source = f' title="from {escape(node.verdict.source)}"' if node.verdict.source else ""
+        cells = [
+            f'<td title="{escape(node.path)}">{escape(node.name)}</td>',
+            f'<td class="v-{css_status}"{source}>{escape(node.verdict.words())}</td>',
+        ]
         for field in FIELDS:
             value = node.row.get(field.key, "")
             css = ' class="odd"' if field.key in node_odd else ""
@@ -129,10 +140,6 @@ def _table(fleet: Fleet) -> list[str]:
                 )
             else:
                 cells.append(f"<td{css}>{escape(value)}</td>")
-        status = node.verdict.status
-        css_status = status if status in ("ACCEPT", "REJECT", "UNKNOWN") else "none"
-        source = f' title="from {escape(node.verdict.source)}"' if node.verdict.source else ""
-        cells.append(f'<td class="v-{css_status}"{source}>{escape(node.verdict.words())}</td>')
         marker = " data-odd" if node_odd else ""
         parts.append(f"<tr{marker}>{''.join(cells)}</tr>")
     parts.append("</tbody></table>")
