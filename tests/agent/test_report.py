@@ -22,6 +22,7 @@ from bee.report import html, text
 from bee.report.compare import analyse
 from bee.report.fields import FIELDS, read_row
 from bee.report.load import Candidate, load, natural_key, read_node
+from bee.report.verdict import Verdict, from_result, spec_evaluator
 from conftest import FIXTURES, REPO, run_bee
 
 QEMU_CAPTURE = REPO / "tests" / "vm" / "qemu-q35" / "bee-capture"
@@ -171,6 +172,42 @@ def test_verdicts_from_the_document_and_from_a_check_file(tmp_path, qemu_documen
         "node5": ("no verdict", ""),
     }
     assert "Verdicts: 2 REJECT, 1 ACCEPT, 1 UNKNOWN, 1 no verdict" in text.summary(fleet)
+
+
+def test_spec_judges_every_node_here(tmp_path, qemu_document):
+    """--spec: bee check evaluates one spec (made by bee spec from a good node) against every
+    node; it wins over a verdict the document carries."""
+    stale = copy.deepcopy(qemu_document)
+    stale["verdict"] = {"status": "REJECT", "checks": [{"id": "old", "status": "FAIL"}]}
+    audits = fleet_of(tmp_path, qemu_document, 5, {3: drop_dimm(qemu_document), 4: stale})
+    spec = tmp_path / "spec.toml"
+    made = run_bee("spec", "-o", str(spec), str(audits / "node1.json"))
+    assert made.returncode == 0, made.stderr
+    fleet = analyse(load([str(audits)], spec_evaluator(str(spec))))
+    verdicts = {n.name: (n.verdict.status, n.verdict.source) for n in fleet.nodes}
+    assert verdicts == {
+        **{f"node{i}": ("ACCEPT", "spec") for i in (1, 2, 4, 5)},
+        "node3": ("REJECT", "spec"),
+    }
+    failed = next(n for n in fleet.nodes if n.name == "node3").verdict.failed
+    assert failed and all(check_id.startswith("MEMORY-") for check_id in failed)
+    assert fleet.verdict is not None
+    assert fleet.verdict.sentence().startswith("node3: REJECT (")
+    assert fleet.verdict.sentence().endswith("; 4 others: ACCEPT")
+    result = run_bee("report", str(audits), "--spec", str(spec), "-o", str(tmp_path / "r.html"))
+    assert result.returncode == 0, result.stderr
+    assert "Verdicts: 4 ACCEPT, 1 REJECT" in result.stdout
+
+
+def test_a_waived_unknown_is_not_a_failed_check():
+    result = {
+        "status": "ACCEPT",
+        "checks": [
+            {"id": "gpu.count", "status": "UNKNOWN", "waived": True},
+            {"id": "psu.count", "status": "PASS", "waived": False},
+        ],
+    }
+    assert from_result(result, "document") == Verdict(status="ACCEPT", source="document")
 
 
 def test_documents_without_later_sections_and_with_unknown_ones(tmp_path, qemu_document):

@@ -1,5 +1,6 @@
 """The fleet report in a real browser: Debian's Chromium, headless, opens the HTML of a 64-node
-fleet of the big host's document (planted differences from buildtools.bench.fleet). Chromium
+fleet of the big host's document (planted differences from buildtools.bench.fleet), judged
+by bee check against a spec that bee spec made from the first node. Chromium
 runs in a network namespace of its own with nothing but loopback (when root), behind a proxy
 that refuses everything: whatever the page or the browser asks for cannot leave the machine.
 Its net log then shows whether the page asked for anything.
@@ -20,8 +21,9 @@ import pytest
 from bee.report import html
 from bee.report.compare import analyse
 from bee.report.load import load
+from bee.report.verdict import spec_evaluator
 from buildtools.bench import bighost, fleet
-from conftest import REPO
+from conftest import REPO, run_bee
 
 CHROMIUM = next(
     (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None
@@ -75,8 +77,12 @@ def report(tmp_path_factory) -> Path:
     bighost.generate(bighost.Shape(), base / "host")
     fleet.make_fleet(bighost.replay(base / "host"), base / "audits", 64)
     (base / "audits" / "notes.txt").write_text("racked 2026-11-30\n", encoding="utf-8")
+    spec = base / "spec.toml"  # the first node is the golden machine
+    made = run_bee("spec", "-o", str(spec), str(base / "audits" / "node0001.json"))
+    assert made.returncode == 0, made.stderr
+    judge = spec_evaluator(str(spec))
     page = base / "report.html"
-    page.write_text(html.render(analyse(load([str(base / "audits")]))), encoding="utf-8")
+    page.write_text(html.render(analyse(load([str(base / "audits")], judge))), encoding="utf-8")
     return page
 
 
@@ -91,6 +97,7 @@ def test_chromium_renders_the_report_and_runs_its_script(report, tmp_path):
     assert dom.count("<tr data-odd") == 7 and dom.count("<tr") == 64 + 1 + 2
     assert "DIMMs</b>: node0002: 31 DIMMs in 32 slots; 63 others: 32 DIMMs in 32 slots" in dom
     assert "notes.txt</td><td>not a .json file" in dom
+    assert dom.count('class="v-ACCEPT"') == 57 and dom.count('class="v-REJECT"') == 7
     assert page_requests(net_log) == []
 
 

@@ -1,6 +1,7 @@
 """ansible/fleet.yml run for real with ansible-core against nodes that are real OpenSSH servers
 on loopback, each in a mount namespace of its own where /var/log, /run and /usr/local/bin are
-that node's folders: the playbook reads the image's own paths. This is not a bee image (the
+that node's folders (its bee is this checkout's agent): the playbook reads and runs the image's
+own paths, bee check included. This is not a bee image (the
 QEMU run of the same playbook is in docs/fleet.md): what it proves is the playbook's SSH, wait,
 fetch, failure and report logic. Skips without root, sshd, unshare or ansible-playbook."""
 
@@ -152,13 +153,19 @@ def test_playbook_waits_fetches_and_reports(tmp_path, fleet, documents):
     stale = audits / "node4.json"  # from an earlier run: must not stand in for node4 now
     stale.parent.mkdir(parents=True)
     stale.write_bytes(whole)
+    golden = tmp_path / "golden.json"
+    golden.write_bytes(whole)
+    spec = tmp_path / "spec.toml"
+    made = run_bee("spec", "-o", str(spec), str(golden))
+    assert made.returncode == 0, made.stderr
     env = dict(os.environ, ANSIBLE_CONFIG=str(PLAYBOOK_DIR / "ansible.cfg"))
     env["ANSIBLE_LOCAL_TEMP"] = str(tmp_path / "ansible-local")
     env["ANSIBLE_REMOTE_TEMP"] = "/run/bee/.ansible"  # each node's own /run
     start = time.monotonic()
     result = subprocess.run(
         [ansible_playbook(), "-i", str(inventory), str(PLAYBOOK_DIR / "fleet.yml"),
-         "-e", f"bee_audits_dir={audits}", "-e", f"bee_agent_dir={AGENT_DIR}"],
+         "-e", f"bee_audits_dir={audits}", "-e", f"bee_agent_dir={AGENT_DIR}",
+         "-e", f"bee_spec={spec}"],
         capture_output=True, text=True, env=env, timeout=240, check=False,
     )  # fmt: skip
     elapsed = time.monotonic() - start
@@ -166,7 +173,19 @@ def test_playbook_waits_fetches_and_reports(tmp_path, fleet, documents):
     output = result.stdout + result.stderr
     assert result.returncode == 2, output  # 2: some hosts failed (node4)
     assert elapsed > 4.0  # node3 was waited for
-    assert sorted(p.name for p in audits.iterdir()) == ["node1.json", "node2.json", "node3.json"]
+    assert sorted(p.name for p in audits.iterdir()) == [
+        "node1.check.json",
+        "node1.json",
+        "node2.check.json",
+        "node2.json",
+        "node3.check.json",
+        "node3.json",
+    ]
+    # bee check ran on each node (its own /run/bee/spec.toml) and its verdict was kept.
+    checks = {n: json.loads((audits / f"{n}.check.json").read_text()) for n in ("node1", "node2")}
+    assert (checks["node1"]["status"], checks["node2"]["status"]) == ("ACCEPT", "REJECT")
+    assert (nodes["node1"].root / "run/bee/spec.toml").read_bytes() == spec.read_bytes()
+    assert "Verdicts: 2 ACCEPT, 1 REJECT" in output
     assert (audits / "node1.json").read_bytes() == whole
     assert (audits / "node2.json").read_bytes() == one_dimm_less
     assert "bee audit exited 1 on node4: journalctl -u bee-audit" in output

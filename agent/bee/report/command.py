@@ -15,7 +15,7 @@ from bee.report.verdict import spec_evaluator
 def run(paths: list[str], *, output: str, csv_path: str | None, spec: str | None) -> int:
     """0: the report is written; 1: no audit could be read, or a file could not be written.
     A bad --spec raises SpecError (a usage error) before any file is read."""
-    evaluate = spec_evaluator(Path(spec)) if spec else None
+    evaluate = spec_evaluator(spec) if spec else None
     fleet = analyse(load(paths, evaluate))
     page = html.render(fleet)
     to_stdout = output == "-"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from bee.document import items, text
@@ -45,39 +44,40 @@ class SpecError(Exception):
 
 def from_result(result: Any, source: str) -> Verdict | None:
     """A verdict from bee check's result as JSON (the document's `verdict` key, `bee check
-    --json`): its `status`, and the ids of checks whose status is not PASS."""
+    --json`): its `status`, and the ids of the checks that did not pass."""
     status = text(result, "status")
     if status is None:
         return None
     status = status.upper()
     failed = tuple(
-        text(check, "id") or "?"
-        for check in items(result, "checks")
-        if (text(check, "status") or "").upper() != "PASS"
+        text(check, "id") or "?" for check in items(result, "checks") if not _passes(check)
     )
     return Verdict(status=status if status in STATUSES else "UNKNOWN", failed=failed, source=source)
+
+
+def _passes(check: dict[str, Any]) -> bool:
+    """PASS, or an UNKNOWN the operator waived (`bee check --allow-unknown ID`)."""
+    status = (text(check, "status") or "").upper()
+    return status == "PASS" or (status == "UNKNOWN" and check.get("waived") is True)
 
 
 Evaluate = Callable[[dict[str, Any]], Verdict]
 
 
-def spec_evaluator(spec_path: Path) -> Evaluate:
-    """A function judging one document against the spec, the spec read once. bee check is
-    imported only here: a report without --spec does not need it."""
+def spec_evaluator(spec_source: str) -> Evaluate:
+    """A function judging one document against the spec (a file or an http URL, read once).
+    bee check is imported only here: a report without --spec does not need it."""
+    from bee.spec import command
+
     try:
-        from bee import check  # type: ignore[attr-defined]
-    except ImportError:
-        raise SpecError("--spec needs bee check, which this bee does not include") from None
-    try:
-        spec = check.load_spec(spec_path)
-    except Exception as exc:  # bee check's own one-line errors (TOML, schema, unreadable)
-        raise SpecError(f"{spec_path}: {exc}") from None
-    from bee.serialize import to_jsonable
+        spec = command.read_spec(spec_source)
+    except command.InputError as exc:  # bee check's own one line: file, line and key
+        raise SpecError(str(exc)) from None
 
     def evaluate(document: dict[str, Any]) -> Verdict:
         try:
-            result = to_jsonable(check.evaluate(spec, document))
-        except Exception as exc:  # a bug in a check must not take the report down
+            result = command.evaluate(spec, document)
+        except Exception as exc:  # it never raises; if it does, that node is UNKNOWN, not a crash
             return Verdict(status="UNKNOWN", failed=(f"bee check raised {type(exc).__name__}",))
         return from_result(result, "spec") or Verdict(status="UNKNOWN", source="spec")
 
