@@ -182,7 +182,7 @@ def run_audit(
         outcomes = run_collectors(
             recorder, deadline_s=deadline_s, collectors=collectors, options=options
         )
-    except BaseException:  # Ctrl-C or SIGTERM: leave no tool running behind us
+    except BaseException:  # a stop signal: leave no tool running behind us
         _call(runner, "abort")
         _call(runner, "kill_leftovers")
         raise

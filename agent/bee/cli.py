@@ -188,7 +188,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
     from bee.audit import DEFAULT_DEADLINE_S, run_audit
     from bee.capture import CaptureError, ReplayRunner
-    from bee.output import OutputError, write_atomic
+    from bee.output import OutputError, write_document
     from bee.runner import SystemRunner
     from bee.serialize import dumps_ready
     from bee.summary import qr_code, qr_payload, summary_lines
@@ -219,7 +219,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         sys.stdout.flush()
     else:
         try:
-            write_atomic(Path(args.output), text.encode("utf-8"))
+            write_document(Path(args.output), text.encode("utf-8"))
         except OutputError as exc:
             print(f"bee: {exc}", file=sys.stderr)
             status = 1
@@ -232,13 +232,17 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if pending is not None:
         lines.append(f"Document sha256: {sha256}")
     summary = "\n".join(lines)
-    print(summary, file=human)
-    if not args.no_qr:
-        payload = qr_payload(document, sha256) if pending is not None else summary
-        qr = qr_code(payload, SystemRunner())
-        if qr:
-            print(qr, file=human, end="")
-    human.flush()
+    try:
+        print(summary, file=human)
+        if not args.no_qr:
+            payload = qr_payload(document, sha256) if pending is not None else summary
+            qr = qr_code(payload, SystemRunner())
+            if qr:
+                print(qr, file=human, end="")
+        human.flush()
+    except BrokenPipeError:
+        # `bee audit -o FILE | true`: nobody reads the summary, but the document is written.
+        _quiet(human)
     return status
 
 
@@ -276,16 +280,41 @@ def exit_process(status: int) -> NoReturn:
     os._exit(status)
 
 
-class Terminated(BaseException):
-    """SIGTERM (systemd stopping the unit): unwind like Ctrl-C, killing the tools started."""
+class Stopped(BaseException):
+    """A signal that ends bee (STOP_SIGNALS): unwind like Ctrl-C, killing the tools started."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise Terminated(signum)
+# SIGINT (Ctrl-C, `kill -INT`), SIGTERM (systemd stopping the unit), SIGHUP (the SSH session
+# dropped): each ends bee through the same path, exit 128 + N, tools killed, nothing written.
+# Installed explicitly, SIGINT too: Python keeps SIGINT ignored when bee starts with it ignored
+# (any `cmd &` from a shell without job control), and an interrupted audit then ran on and
+# exited 0. SIGHUP's default action would end bee at once and leave its tools running.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _stop(signum: int, frame: object) -> None:
+    import logging
+
+    # The tools killed on the way out are not news: bee's last line says it was stopped.
+    logging.getLogger("bee").disabled = True
+    raise Stopped(signum)
+
+
+def _say(message: str) -> None:
+    """One line on stderr, which may be gone (a closed terminal after SIGHUP)."""
+    try:
+        print(f"bee: {message}", file=sys.stderr)
+    except (OSError, ValueError):
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:
-    signal.signal(signal.SIGTERM, _terminate)
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _stop)
     try:
         args = build_parser().parse_args(argv)
         import logging
@@ -305,16 +334,23 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_spec(args)
         return cmd_audit(args)
     except UsageError as exc:
-        print(f"bee: {exc}", file=sys.stderr)
+        _say(str(exc))
         return 2
-    except KeyboardInterrupt:
-        print("bee: interrupted", file=sys.stderr)
-        return 130
-    except Terminated:
-        print("bee: terminated", file=sys.stderr)
-        return 128 + signal.SIGTERM
+    except KeyboardInterrupt:  # raised by Python's own handler before ours was installed
+        _say("interrupted")
+        return 128 + signal.SIGINT
+    except Stopped as exc:
+        _say(f"stopped by {signal.Signals(exc.signum).name}")
+        return 128 + exc.signum
     except BrokenPipeError:
-        # The reader went away (bee audit -o - | head): end quietly, without a traceback.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        # The reader of the document went away (bee audit -o - | head): the document was not
+        # delivered, so exit 1, quietly, without a traceback.
+        _quiet(sys.stdout)
         return 1
+
+
+def _quiet(stream: Any) -> None:
+    """Point a closed pipe's stream at /dev/null so the final flush cannot fail on it again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, stream.fileno())
+    os.close(devnull)

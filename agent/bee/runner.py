@@ -119,10 +119,13 @@ class SystemRunner:
             live = list(self._live.values())
         for proc in live:
             _signal_group(proc, signal.SIGKILL)
-
-    def live_pids(self) -> list[int]:
-        with self._lock:
-            return list(self._live)
+        # Reap them, for a bounded time: bee exits right after a stop and leaves no tool behind.
+        until = time.monotonic() + KILL_WAIT_S
+        for proc in live:
+            try:
+                proc.wait(timeout=max(0.0, until - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass  # stuck in the kernel: _stop() reports it as abandoned
 
     def kill_leftovers(self) -> None:
         """SIGKILL what is left of every process group bee started (daemonised grandchildren)."""
