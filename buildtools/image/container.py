@@ -21,6 +21,7 @@ CONTAINERFILE = REPO_ROOT / "buildtools" / "image" / "Containerfile"
 ENGINES = ("podman", "docker")
 SOURCE_MOUNT = "/src"
 BUILD_IMAGE_TIMEOUT_S = 3600
+PULL_TIMEOUT_S = 600
 BUILD_TIMEOUT_S = 4 * 3600
 # build_iso options that name host paths, and where each goes in the container.
 PATH_OPTIONS = {
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with Runner(log, fresh=True) as runner:
             return _build_in_container(runner, engine, tag, command)
-    except CommandError as exc:
+    except (CommandError, ContainerError) as exc:
         print(f"build_iso_container: {exc}", file=sys.stderr)
         print(f"build_iso_container: full log: {log}", file=sys.stderr)
         return 1
@@ -132,11 +133,37 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def base_image(containerfile: Path = CONTAINERFILE) -> str:
+    """The image the Containerfile starts FROM."""
+    for line in containerfile.read_text(encoding="utf-8").splitlines():
+        words = line.split()
+        if len(words) >= 2 and words[0].upper() == "FROM":
+            return words[1]
+    raise ContainerError(f"{containerfile} has no FROM line")
+
+
+def ensure_base_image(runner: Runner, engine: str, base: str) -> None:
+    """The FROM image, present or pulled; without registry access, how to make one here."""
+    name = Path(engine).name
+    if runner.run([engine, "image", "inspect", base], timeout_s=120, check=False).code == 0:
+        return
+    try:
+        runner.run([engine, "pull", base], timeout_s=PULL_TIMEOUT_S, name=f"{name} pull {base}")
+    except CommandError as exc:
+        suite = base.rpartition(":")[2] or "bookworm"
+        raise ContainerError(
+            f"{exc}. Without access to that registry, make the base image from a Debian mirror: "
+            f"debootstrap --variant=minbase {suite} /tmp/base && "
+            f"tar -C /tmp/base -c . | {name} import - {base}"
+        ) from None
+
+
 def _build_in_container(runner: Runner, engine: str, tag: str, command: list[str]) -> int:
     name = Path(engine).name
     runner.run([engine, "info"], timeout_s=120, name=f"{name} info")
     have = runner.run([engine, "image", "inspect", tag], timeout_s=120, check=False)
     if have.code != 0:
+        ensure_base_image(runner, engine, base_image())
         runner.say(f"building the builder image {tag} from {CONTAINERFILE.relative_to(REPO_ROOT)}")
         build = [engine, "build", "-t", tag, "-f", str(CONTAINERFILE), str(CONTAINERFILE.parent)]
         runner.run(build, timeout_s=BUILD_IMAGE_TIMEOUT_S, on_line=print, name=f"{name} build")

@@ -74,3 +74,11 @@ def test_image_tag_follows_the_recipe(tmp_path: Path) -> None:
     recipe.write_text("FROM debian:bookworm\nRUN true\n")
     assert first.startswith("bee-builder:") and container.image_tag(recipe) != first
     assert "FROM docker.io/library/debian:bookworm" in container.CONTAINERFILE.read_text()
+
+
+def test_the_base_image_is_the_containerfile_from(tmp_path: Path) -> None:
+    assert container.base_image() == "docker.io/library/debian:bookworm"
+    recipe = tmp_path / "Containerfile"
+    recipe.write_text("# no base\nRUN true\n")
+    with pytest.raises(container.ContainerError, match="no FROM line"):
+        container.base_image(recipe)
