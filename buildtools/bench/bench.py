@@ -14,6 +14,8 @@ disks, 8 GPUs, 300 PCI functions, 2 PSUs, scaled from the real fixtures):
   with every tool replaced by a shim on PATH that prints the big host's captured output after
   a per-tool delay; /sys, /proc and /dev are read from the capture (this machine has none of
   the big host's). Compared with the slowest single command and with the sum of all commands;
+- `bee check` of the big host against a spec `bee spec` wrote from it: bee's own work in
+  process (read the spec and the document, judge, format the table) and the whole command;
 - start-up: `python3 -m bee --version` against `python3 -c pass`;
 - peak memory of the audit (VmHWM of the process that ran it, reported as it exits);
 - `bee report` over 1,000 variants of the big host's document with planted differences
@@ -59,6 +61,7 @@ TARGET_REPLAY_S = 0.5
 TARGET_STARTUP_RATIO = 3.0
 TARGET_PEAK_MIB = 64.0
 TARGET_REPORT_S = 5.0  # bee report over 1,000 big-host audits: "a few seconds"
+TARGET_CHECK_S = 0.1  # bee check's own work on the big host
 LINEAR_SLACK = 1.15  # "linear or better": 2x the host may cost at most 2 x 1.15 the time
 
 
@@ -250,6 +253,40 @@ def measure_replay(host: Path, runs: int) -> dict[str, Any]:
         # Collectors run in parallel threads: these overlap, they do not add up to audit_s.
         "collectors_s": {n: statistics.median(v) for n, v in collectors.items()},
     }
+
+
+def measure_check(host: Path, runs: int) -> dict[str, Any]:
+    """`bee check` on the big host: a spec from its own audit (bee spec), then the check's own
+    work timed in process (spec and document read, every check judged, the table made) and the
+    command as a process. Both must accept (exit 0): the spec was made from this audit."""
+    if str(AGENT) not in sys.path:
+        sys.path.insert(0, str(AGENT))
+    from bee.spec import command
+    from bee.spec.report import table
+
+    with tempfile.TemporaryDirectory() as tmp:
+        audit, spec = Path(tmp) / "audit.json", Path(tmp) / "spec.toml"
+        for argv in (
+            bee_argv("audit", "--replay", str(host), "-o", str(audit), "--no-qr"),
+            bee_argv("spec", "-o", str(spec), str(audit)),
+        ):
+            _checked(run_measured(argv, cwd=AGENT), " ".join(argv[2:4]))
+        own, walls, checks, status = [], [], 0, "?"
+        for _ in range(runs):
+            started = time.perf_counter()
+            verdict = command.evaluate(command.read_spec(str(spec)), command.read_audit(str(audit)))
+            table(verdict)
+            own.append(time.perf_counter() - started)
+            checks, status = len(verdict["checks"]), verdict["status"]
+            argv = bee_argv("check", str(spec), str(audit))
+            walls.append(_checked(run_measured(argv, cwd=AGENT), "bee check").wall_s)
+        return {
+            "checks": checks,
+            "status": status,
+            "audit_mib": round(audit.stat().st_size / 2**20, 2),
+            "own_s": spread(own),
+            "process_wall_s": spread(walls),
+        }
 
 
 def growth(replays: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -607,6 +644,8 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     report = results.get("report") or {}
     report_wall = (report.get("wall_s") or {}).get("median")
     add(f"bee report, {report.get('nodes', '?')} audits", report_wall, TARGET_REPORT_S, "s")
+    own = ((results.get("check") or {}).get("own_s") or {}).get("median")
+    add("bee check, big host (own work)", own, TARGET_CHECK_S, "s")
     return rows
 
 
@@ -687,6 +726,14 @@ def format_table(results: dict[str, Any]) -> str:
         out.append(f"  collectors (s)        {collectors}")
         if slow.get("failed_commands"):
             out.append(f"  failed commands       {', '.join(slow['failed_commands'][:5])}")
+    check = results.get("check")
+    if check:
+        out += ["", "bee check SPEC AUDIT on the big host (spec from its own audit; median)"]
+        out.append(
+            f"  {check['checks']} checks, {check['status']}, audit {check['audit_mib']} MiB:"
+            f" bee's own work {_s(check['own_s']['median'])} s,"
+            f" as a process {_s(check['process_wall_s']['median'])} s"
+        )
     startup = results.get("startup")
     if startup:
         out += ["", "Start-up (median wall)"]
@@ -868,6 +915,8 @@ def main(argv: list[str] | None = None) -> int:
         results["slow_tools"] = measure_slow(big, shims, args.slow_runs)
         say(f"bee report over {args.report_nodes} audits, {args.report_runs} times ...")
         results["report"] = measure_report(big, args.work, args.report_nodes, args.report_runs)
+        say(f"bee check on the big host, {args.runs} times ...")
+        results["check"] = measure_check(big, args.runs)
         say(f"start-up, {args.startup_runs} runs each ...")
         results["startup"] = measure_startup(args.startup_runs)
         peaks = [results["replay"]["big"]["peak_rss_mib"], results["slow_tools"]["peak_rss_mib"]]

@@ -346,7 +346,7 @@ def _selected(check, document):
     return [
         p
         for p in _parts(document, check.select)
-        if all(field_test(t, p)[0] is True for t in check.where)
+        if all(field_test(t, p) is True for t in check.where)
     ]
 
 

@@ -35,6 +35,7 @@ MAX_TEXT = 200
 _MISSING = object()
 
 Tri = bool | None  # True, False, or None for unknown
+Member = tuple[str, Any, Tri]  # (label, part, membership)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -89,8 +90,9 @@ def judge(spec: Spec, document: Any, allow_unknown: Iterable[str] = ()) -> Verdi
         else:
             profile_name = profile.name
             checks.extend(profile.checks)
+    selections: dict[Any, list[Member]] = {}  # checks sharing select and where share the scan
     for check in checks:
-        results.append(run_check(check, doc, waive))
+        results.append(run_check(check, doc, waive, selections))
     return _verdict(spec.source, spec.sha256, profile_name, results)
 
 
@@ -223,8 +225,10 @@ def _section_problem(doc: dict[str, Any], section: str) -> str | None:
     return None
 
 
-def run_check(check: Check, doc: dict[str, Any], waive: set[str]) -> Result:
-    status, expected, got, where = _evaluate(check, doc)
+def run_check(
+    check: Check, doc: dict[str, Any], waive: set[str], selections: dict[Any, list[Member]]
+) -> Result:
+    status, expected, got, where = _evaluate(check, doc, selections)
     return Result(
         id=check.id,
         status=status,
@@ -240,7 +244,27 @@ def _clip(text: str) -> str:
     return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 3] + "..."
 
 
-def _evaluate(check: Check, doc: dict[str, Any]) -> tuple[str, str, str, str]:
+def _members(select: str, value: Any, where: tuple[FieldTest, ...]) -> list[Member]:
+    """The selected parts `where` keeps (or may keep: membership None when unreadable)."""
+    if isinstance(value, list):
+        parts = [(f"{select}[{i}]", item) for i, item in enumerate(value)]
+    else:
+        parts = [(select, value)]
+    members: list[Member] = []
+    for label, part in parts:
+        membership: Tri = True
+        for test in where:
+            membership = _and(membership, _test(test, part))
+            if membership is False:
+                break
+        if membership is not False:
+            members.append((_part_label(label, part), part, membership))
+    return members
+
+
+def _evaluate(
+    check: Check, doc: dict[str, Any], selections: dict[Any, list[Member]]
+) -> tuple[str, str, str, str]:
     select = ".".join(check.select)
     where_text = select + (
         " where " + ", ".join(f"{t.field} = {t.text}" for t in check.where) if check.where else ""
@@ -254,20 +278,10 @@ def _evaluate(check: Check, doc: dict[str, Any]) -> tuple[str, str, str, str]:
         return UNKNOWN, expected, f"{select} is not in the document", where_text
     if value is None:
         return UNKNOWN, expected, f"{select} is null (not read)", where_text
-    if isinstance(value, list):
-        parts = [(f"{select}[{i}]", item) for i, item in enumerate(value)]
-    else:
-        parts = [(select, value)]
-
-    members: list[tuple[str, Any, Tri]] = []
-    for label, part in parts:
-        membership: Tri = True
-        for test in check.where:
-            membership = _and(membership, _test(test, part)[0])
-            if membership is False:
-                break
-        if membership is not False:
-            members.append((_part_label(label, part), part, membership))
+    key = (check.select, check.where)
+    members = selections.get(key)
+    if members is None:
+        members = selections[key] = _members(select, value, check.where)
 
     outcomes: list[tuple[str, str, str]] = []  # (status, got, where) per quantifier
     if check.count is not None:
@@ -326,9 +340,9 @@ def _all_tests(tests: tuple[FieldTest, ...], part: Any) -> tuple[Tri, str]:
     state: Tri = True
     notes = []
     for test in tests:
-        result, got = _test(test, part)
+        result = _test(test, part)
         if result is not True:
-            notes.append(f"{test.field} {got}")
+            notes.append(_note(test, part))
         state = _and(state, result)
         if state is False:
             return False, notes[-1]
@@ -482,58 +496,74 @@ def _is_number(value: Any) -> bool:
 
 
 def _equal(got: Any, wanted: Any) -> bool:
-    if isinstance(wanted, bool) or isinstance(got, bool):
-        return isinstance(wanted, bool) and isinstance(got, bool) and got == wanted
-    if _is_number(wanted):
-        return _is_number(got) and numbers_equal(got, wanted)
-    return isinstance(got, str) and got == wanted
+    """Strings exactly, booleans only with booleans (True is not 1), numbers by value."""
+    got_type, wanted_type = type(got), type(wanted)
+    if got_type is str or wanted_type is str:
+        return got_type is wanted_type and got == wanted
+    if got_type is bool or wanted_type is bool:
+        return got_type is wanted_type and got == wanted
+    return _is_number(got) and _is_number(wanted) and numbers_equal(got, wanted)
 
 
-def _test(test: FieldTest, part: Any) -> tuple[Tri, str]:
-    """(result, what was found); unknown when the field is null or absent."""
+def _one_of(got: Any, test: FieldTest) -> bool:
+    # The strings as a set: a `where` with a list of PCI classes runs over every function.
+    if type(got) is str:
+        return got in test.one_of_strings
+    return any(_equal(got, w) for w in test.one_of or () if type(w) is not str)
+
+
+def _note(test: FieldTest, part: Any) -> str:
+    """What the part holds, for `got` (made only for a test that did not pass)."""
+    note = f"{test.field} is {_show(_get(part, test.path))}"
+    if test.same_as is not None:
+        note += f", {'.'.join(test.same_as)} is {_show(_get(part, test.same_as))}"
+    return note
+
+
+def _test(test: FieldTest, part: Any) -> Tri:
+    """Whether the part's field meets the test; None when the field is null or absent."""
     got = _get(part, test.path)
     if got is _MISSING or got is None:
-        return None, f"is {_show(got)}"
-    shown = f"is {_show(got)}"
+        return None
     if test.eq is not None:
         if test.tolerance is not None:
             if not _is_number(got):
-                return False, shown
+                return False
             limit = (
                 abs(float(test.eq)) * test.tolerance / 100 if test.tolerance_pct else test.tolerance
             )
             if abs(got - test.eq) > limit + 1e-12:
-                return False, shown
+                return False
         elif not _equal(got, test.eq):
-            return False, shown
+            return False
     if test.ne is not None and _equal(got, test.ne):
-        return False, shown
-    if test.one_of is not None and not any(_equal(got, w) for w in test.one_of):
-        return False, shown
+        return False
+    if test.one_of is not None and not _one_of(got, test):
+        return False
     if test.min is not None or test.max is not None:
         if not _is_number(got):
-            return False, shown
+            return False
         if test.min is not None and got < test.min and not numbers_equal(got, test.min):
-            return False, shown
+            return False
         if test.max is not None and got > test.max and not numbers_equal(got, test.max):
-            return False, shown
+            return False
     if test.regex is not None:
         subject = got if isinstance(got, str) else _number_text(got)
         if not isinstance(subject, str) or not _fullmatch(test.regex, subject):
-            return False, shown
+            return False
     for bound, sign in ((test.version_at_least, 1), (test.version_at_most, -1)):
         if bound is None:
             continue
         subject = got if isinstance(got, str) else _number_text(got)
         if subject is None or compare_versions(subject, bound) * sign < 0:
-            return False, shown
+            return False
     if test.same_as is not None:
         other = _get(part, test.same_as)
         if other is _MISSING or other is None:
-            return None, f"{shown}, {'.'.join(test.same_as)} {_show(other)}"
+            return None
         if not _equal(got, other):
-            return False, f"{shown}, {'.'.join(test.same_as)} is {_show(other)}"
-    return True, shown
+            return False
+    return True
 
 
 def _fullmatch(pattern: re.Pattern[str], subject: str) -> bool:

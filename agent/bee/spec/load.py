@@ -68,6 +68,7 @@ class FieldTest:
     eq: Scalar | None = None
     ne: Scalar | None = None
     one_of: tuple[Scalar, ...] | None = None
+    one_of_strings: frozenset[str] = frozenset()
     regex: re.Pattern[str] | None = None
     min: float | None = None
     max: float | None = None
@@ -91,7 +92,6 @@ class Check:
     none: tuple[FieldTest, ...] | None
     same: tuple[str, ...] | None
     allow_unknown: bool
-    line: int | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -122,7 +122,7 @@ def load_spec(data: bytes, source: str) -> Spec:
         raise SpecError(f"{source}: not valid TOML: {exc}") from None
     except RecursionError:
         raise SpecError(f"{source}: not valid TOML: nested too deeply") from None
-    builder = _Builder(source, KeyLines(text))
+    builder = _Builder(source, text)
     checks, profiles = builder.spec(raw)
     return Spec(
         source=source,
@@ -143,12 +143,13 @@ def path_text(path: Path) -> str:
 
 
 class _Builder:
-    def __init__(self, source: str, lines: KeyLines) -> None:
+    def __init__(self, source: str, text: str) -> None:
         self.source = source
-        self.lines = lines
+        self.text = text
 
     def fail(self, path: Path, message: str) -> SpecError:
-        line = self.lines.line_of(path)
+        # Lines are looked up only for an error: scanning costs as much as judging a big host.
+        line = KeyLines(self.text).line_of(path)
         where = f"{self.source}:{line}" if line else self.source
         key = path_text(path)
         return SpecError(f"{where}: {key}: {message}" if key else f"{where}: {message}")
@@ -259,7 +260,6 @@ class _Builder:
             none=self.tests(raw["none"], (*path, "none")) if "none" in raw else None,
             same=same,
             allow_unknown=allow_unknown,
-            line=self.lines.line_of(path),
         )
 
     def count(self, raw: Any, path: Path) -> tuple[int, int | None]:
@@ -309,6 +309,7 @@ class _Builder:
                 if not isinstance(value, list) or not value:
                     raise self.fail(where, "one of: must be a non-empty list")
                 args["one_of"] = tuple(self.scalar(field, v, where) for v in value)
+                args["one_of_strings"] = frozenset(v for v in args["one_of"] if type(v) is str)
             elif op == "regex":
                 args["regex"] = self.regex(value, where)
             elif op in ("min", "max"):

@@ -261,3 +261,12 @@ def test_finished_builds_are_remembered_across_overwritten_logs(tmp_path):
     third = bench.iso_report(dist, second)
     assert [b["finished"] for b in third["builds"]] == [True, True, False]
     assert [b["finished"] for b in bench.iso_report(dist, third)["builds"]] == [True, True, False]
+
+
+def test_bee_check_is_measured_on_a_spec_made_from_the_hosts_own_audit():
+    qemu_capture = FIXTURES.parent / "tests" / "vm" / "qemu-q35" / "bee-capture"
+    result = bench.measure_check(qemu_capture, runs=1)
+    assert result["status"] == "ACCEPT" and result["checks"] >= 15
+    assert result["own_s"]["n"] == 1 and result["process_wall_s"]["n"] == 1
+    table = bench.format_table({"check": result})
+    assert f"{result['checks']} checks, ACCEPT" in table
