@@ -24,6 +24,9 @@ from bee.summary import summary_lines as console_lines
 from bee.tools import dmidecode, nvidia_smi
 from conftest import FIXTURES, REALWORLD, REPO
 
+# Every example (spec written, loaded and judged, several times over) must end within this: a
+# bound against runaway cost, loose enough for a busy 2-core machine (hypothesis's deadline).
+BOUND_MS = 5000
 QEMU_CAPTURE = REPO / "tests" / "vm" / "qemu-q35" / "bee-capture"
 H200_CAPTURE = FIXTURES / "captures" / "h200-firecracker-bee-audit"
 
@@ -369,7 +372,7 @@ def _parts(document, select):
     return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
-@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=BOUND_MS, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(range(len(SOURCES))), st.data())
 def test_changing_one_pinned_value_fails_exactly_the_checks_about_it(source, data):
     document = SOURCES[source]
@@ -455,7 +458,7 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=BOUND_MS, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(range(len(SOURCES))), json_values, st.data())
 def test_arbitrary_audit_json_never_raises(source, junk, data):
     document = copy.deepcopy(SOURCES[source])
@@ -491,7 +494,7 @@ def test_arbitrary_audit_json_never_raises(source, junk, data):
     console_lines({"verdict": junk})
 
 
-@settings(max_examples=100)
+@settings(max_examples=100, deadline=BOUND_MS, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(range(len(SOURCES))), st.data())
 def test_a_spec_from_any_mix_of_audits_accepts_those_that_agree(source, data):
     """Many audits: a check is active only where all agree; the spec accepts every audit."""
