@@ -12,35 +12,37 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 from bee.runner import CommandResult, Runner
 
 log = logging.getLogger("bee")
 
 DEFAULT_TIMEOUT_S = 30.0
+T = TypeVar("T")
 
 
 class _Slot:
-    __slots__ = ("done", "result")
+    __slots__ = ("done", "failed", "value")
 
     def __init__(self) -> None:
         self.done = threading.Event()
-        self.result: CommandResult | None = None
+        self.value: Any = None
+        self.failed = True
 
 
 class Shared:
-    """The commands of one audit that more than one collector asks for: each runs once. The
-    first asker runs it (with its timeout); the others wait for that result."""
+    """What several collectors of one audit need: each command runs once, and each value
+    derived from one (dmidecode's parsed records) is computed once. The first asker does the
+    work (with its timeout); the others wait for it and get the same object."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._slots: dict[tuple[str, ...], _Slot] = {}
+        self._slots: dict[Hashable, _Slot] = {}
 
-    def run(self, runner: Runner, argv: Sequence[str], timeout_s: float) -> CommandResult:
-        key = tuple(argv)
+    def once(self, key: Hashable, compute: Callable[[], T]) -> T:
         with self._lock:
             slot = self._slots.get(key)
             first = slot is None
@@ -48,15 +50,20 @@ class Shared:
                 slot = self._slots[key] = _Slot()
         if first:
             try:
-                slot.result = runner.run(key, timeout_s=timeout_s)
+                slot.value = compute()
+                slot.failed = False
             finally:
                 slot.done.set()
         else:
             # Past the deadline the runner kills the first asker's tool, so this wait ends too.
             slot.done.wait()
-        if slot.result is None:
-            raise RuntimeError(f"{key[0]} failed in the collector that ran it first")
-        return slot.result
+        if slot.failed:
+            raise RuntimeError(f"{key!r} failed in the collector that asked first")
+        return slot.value
+
+    def run(self, runner: Runner, argv: Sequence[str], timeout_s: float) -> CommandResult:
+        key = tuple(argv)
+        return self.once(("run", key), lambda: runner.run(key, timeout_s=timeout_s))
 
 
 class Probe:

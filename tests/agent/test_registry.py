@@ -9,6 +9,7 @@ import pkgutil
 import re
 import shutil
 import threading
+import time
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -274,3 +275,21 @@ def test_options_reach_every_probe():
     )
     run_audit(ReplayRunner(QEMU_CAPTURE), deadline_s=5, collectors=chosen, options={"x": 1})
     assert seen == {"a": {"x": 1}, "b": {"x": 1}}
+
+
+def test_a_value_derived_from_a_shared_result_is_computed_once():
+    shared, calls = Shared(), []
+
+    def compute() -> list[int]:
+        calls.append(1)
+        time.sleep(0.2)
+        return [1, 2]
+
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(shared.once("k", compute)))]
+    threads += [threading.Thread(target=lambda: got.append(shared.once("k", compute)))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert calls == [1] and len(got) == 2 and got[0] is got[1]

@@ -915,7 +915,8 @@ def smbios(probe: Probe, legacy_types: str, *, report: bool = True) -> list[DmiR
         probe.account(result, check=False)
     if result.not_found:
         return None
-    scanned = scan(result.stdout)
+    # Four collectors read the one output: scan it once (its result is not changed by anyone).
+    scanned = probe.shared.once(("dmidecode-scan", result), lambda: scan(result.stdout))
     if not report:
         return scanned.records or None
     if scanned.records:
