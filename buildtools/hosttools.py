@@ -51,6 +51,7 @@ TOOLS: dict[str, str] = {
     "cat": "coreutils",
     # the container build
     "podman": "podman",
+    "runc": "runc",  # podman's runtime where crun refuses hybrid cgroups
     "docker": "docker.io",
 }
 

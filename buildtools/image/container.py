@@ -89,10 +89,13 @@ def translate_args(args: list[str], repo: Path) -> tuple[list[str], list[str]]:
     return out_args, mounts
 
 
-def run_argv(engine: str, tag: str, repo: Path, args: list[str]) -> list[str]:
+def run_argv(
+    engine: str, tag: str, repo: Path, args: list[str], runtime: list[str] | None = None
+) -> list[str]:
     inner, mounts = translate_args(args, repo)
     return [
         engine,
+        *(runtime or []),
         "run",
         "--rm",
         "--privileged",
@@ -117,20 +120,42 @@ def main(argv: list[str] | None = None) -> int:
     try:
         engine = find_engine()
         tag = image_tag()
-        command = run_argv(engine, tag, REPO_ROOT, args)
+        runtime = runtime_args(engine, Path("/proc/mounts").read_text(encoding="utf-8"))
+        command = run_argv(engine, tag, REPO_ROOT, args, runtime)
     except ContainerError as exc:
         print(f"build_iso_container: {exc}", file=sys.stderr)
         return 1
     log = REPO_ROOT / "dist" / "build-iso-container.log"
     try:
         with Runner(log, fresh=True) as runner:
-            return _build_in_container(runner, engine, tag, command)
+            return _build_in_container(runner, [engine, *runtime], tag, command)
     except (CommandError, ContainerError) as exc:
         print(f"build_iso_container: {exc}", file=sys.stderr)
         print(f"build_iso_container: full log: {log}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def cgroup_hybrid(mounts_text: str) -> bool:
+    """cgroup v1 controllers and a cgroup2 hierarchy beside them (/sys/fs/cgroup/unified)."""
+    types = [line.split()[2] for line in mounts_text.splitlines() if len(line.split()) > 2]
+    points = {line.split()[1] for line in mounts_text.splitlines() if " cgroup2 " in line}
+    return "cgroup" in types and bool(points - {"/sys/fs/cgroup"})
+
+
+def runtime_args(engine: str, mounts_text: str, which=shutil.which) -> list[str]:
+    """podman's default OCI runtime, crun, refuses a hybrid cgroup layout ("cgroups in hybrid
+    mode not supported", seen on the project's build host); runc runs containers there."""
+    if Path(engine).name != "podman" or not cgroup_hybrid(mounts_text):
+        return []
+    if which("runc") is None:
+        raise ContainerError(
+            "this host mounts cgroups in hybrid mode (v1 controllers and /sys/fs/cgroup/unified), "
+            "which podman's runtime crun refuses: apt-get install runc (podman then runs with "
+            "--runtime runc)"
+        )
+    return ["--runtime", "runc"]
 
 
 def base_image(containerfile: Path = CONTAINERFILE) -> str:
@@ -142,13 +167,14 @@ def base_image(containerfile: Path = CONTAINERFILE) -> str:
     raise ContainerError(f"{containerfile} has no FROM line")
 
 
-def ensure_base_image(runner: Runner, engine: str, base: str) -> None:
+def ensure_base_image(runner: Runner, engine: list[str], base: str) -> None:
     """The FROM image, present or pulled; without registry access, how to make one here."""
-    name = Path(engine).name
-    if runner.run([engine, "image", "inspect", base], timeout_s=120, check=False).code == 0:
+    name = Path(engine[0]).name
+    if runner.run([*engine, "image", "inspect", base], timeout_s=120, check=False).code == 0:
         return
     try:
-        runner.run([engine, "pull", base], timeout_s=PULL_TIMEOUT_S, name=f"{name} pull {base}")
+        pull = [*engine, "pull", base]
+        runner.run(pull, timeout_s=PULL_TIMEOUT_S, name=f"{name} pull {base}")
     except CommandError as exc:
         suite = base.rpartition(":")[2] or "bookworm"
         raise ContainerError(
@@ -158,14 +184,15 @@ def ensure_base_image(runner: Runner, engine: str, base: str) -> None:
         ) from None
 
 
-def _build_in_container(runner: Runner, engine: str, tag: str, command: list[str]) -> int:
-    name = Path(engine).name
-    runner.run([engine, "info"], timeout_s=120, name=f"{name} info")
-    have = runner.run([engine, "image", "inspect", tag], timeout_s=120, check=False)
+def _build_in_container(runner: Runner, engine: list[str], tag: str, command: list[str]) -> int:
+    name = Path(engine[0]).name
+    runner.run([*engine, "info"], timeout_s=120, name=f"{name} info")
+    have = runner.run([*engine, "image", "inspect", tag], timeout_s=120, check=False)
     if have.code != 0:
         ensure_base_image(runner, engine, base_image())
         runner.say(f"building the builder image {tag} from {CONTAINERFILE.relative_to(REPO_ROOT)}")
-        build = [engine, "build", "-t", tag, "-f", str(CONTAINERFILE), str(CONTAINERFILE.parent)]
+        recipe = ["-f", str(CONTAINERFILE), str(CONTAINERFILE.parent)]
+        build = [*engine, "build", "-t", tag, *recipe]
         runner.run(build, timeout_s=BUILD_IMAGE_TIMEOUT_S, on_line=print, name=f"{name} build")
     runner.say("$ " + " ".join(command))
     # build_iso's own progress lines, as they come; it bounds each of its commands itself.

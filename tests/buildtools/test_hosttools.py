@@ -17,6 +17,7 @@ BUILDTOOLS = Path(__file__).resolve().parents[2] / "buildtools"
 DYNAMIC = {
     "sys.executable": (),  # the builder's own Python (vm_test runs build_iso with it)
     "engine": ("podman", "docker"),  # container.find_engine picks one
+    "*engine": ("podman", "docker", "runc"),  # [engine, --runtime runc] where crun cannot run
     "command": ("podman", "docker"),  # container.run_argv(engine, ...)
     "tool": ("apt-get", "apt-cache"),  # AptRepo._apt(tool, ...) is called with these only
     "self.argv": ("qemu-system-x86_64",),  # qemu.Vm, from qemu.machine_args

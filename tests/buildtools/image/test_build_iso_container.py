@@ -82,3 +82,25 @@ def test_the_base_image_is_the_containerfile_from(tmp_path: Path) -> None:
     recipe.write_text("# no base\nRUN true\n")
     with pytest.raises(container.ContainerError, match="no FROM line"):
         container.base_image(recipe)
+
+
+# /proc/mounts lines of this project's build host (hybrid) and of a cgroup v2 host.
+HYBRID = """tmpfs /sys/fs/cgroup tmpfs rw,relatime,mode=755 0 0
+cgroup /sys/fs/cgroup/cpu cgroup rw,relatime,cpu 0 0
+cgroup /sys/fs/cgroup/memory cgroup rw,relatime,memory 0 0
+cgroup2 /sys/fs/cgroup/unified cgroup2 rw,relatime 0 0
+"""
+UNIFIED = "cgroup2 /sys/fs/cgroup cgroup2 rw,nosuid,nodev,noexec,relatime 0 0\n"
+
+
+def test_podman_runs_with_runc_where_crun_refuses_hybrid_cgroups() -> None:
+    assert container.cgroup_hybrid(HYBRID)
+    assert not container.cgroup_hybrid(UNIFIED)
+    runc = lambda name: f"/usr/sbin/{name}"  # noqa: E731
+    assert container.runtime_args("/usr/bin/podman", HYBRID, runc) == ["--runtime", "runc"]
+    assert container.runtime_args("/usr/bin/podman", UNIFIED, runc) == []
+    assert container.runtime_args("/usr/bin/docker", HYBRID, runc) == []
+    with pytest.raises(container.ContainerError, match="apt-get install runc"):
+        container.runtime_args("/usr/bin/podman", HYBRID, lambda _name: None)
+    argv = container.run_argv("podman", "t", Path("/r"), [], ["--runtime", "runc"])
+    assert argv[:4] == ["podman", "--runtime", "runc", "run"]
