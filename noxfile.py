@@ -66,3 +66,9 @@ def bench(session: nox.Session) -> None:
 def nvidia_bootcheck(session: nox.Session) -> None:
     """Boot the pinned Debian kernel in QEMU and insmod the built NVIDIA modules (no GPU)."""
     session.run("python3", "-m", "buildtools.nvidia.bootcheck", *session.posargs, external=True)
+
+
+@nox.session(venv_backend="none", default=False)
+def fleet_vm_test(session: nox.Session) -> None:
+    """Boot guests from an ISO in QEMU, gather them with ansible/fleet.yml, check the report."""
+    session.run("python3", "-m", "buildtools.vm.fleet_test", *session.posargs, external=True)

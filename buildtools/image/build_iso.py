@@ -76,6 +76,7 @@ class Options:
     versions: Versions
     authorized_keys: Path | None
     spec: Path | None
+    upload_url: str | None
     vendor_dir: Path
     vendor_dir_given: bool
     out: Path
@@ -251,6 +252,11 @@ def parse_args(argv: list[str] | None) -> Options:
         " the machine against it and the console says ACCEPT or REJECT",
     )
     parser.add_argument(
+        "--upload-url",
+        metavar="URL",
+        help="bake in /etc/bee/upload-url: every boot PUTs its audit there (docs/fleet.md)",
+    )
+    parser.add_argument(
         "--vendor-dir",
         type=Path,
         metavar="DIR",
@@ -285,6 +291,7 @@ def parse_args(argv: list[str] | None) -> Options:
         versions=versions,
         authorized_keys=args.authorized_keys,
         spec=args.spec,
+        upload_url=args.upload_url,
         vendor_dir=args.vendor_dir or staging.VENDOR_DIR,
         vendor_dir_given=args.vendor_dir is not None,
         out=args.out.resolve(),
@@ -319,6 +326,7 @@ def build(options: Options, progress: Runner) -> Path:
     if options.authorized_keys is not None:
         keys = staging.read_authorized_keys(options.authorized_keys)
     spec = staging.read_spec(options.spec) if options.spec is not None else None
+    upload_url = staging.check_upload_url(options.upload_url) if options.upload_url else None
     if options.vendor_dir_given and not options.vendor_dir.is_dir():
         raise BuildError(f"vendor dir {options.vendor_dir} does not exist")
     version = agent_version(staging.AGENT_DIR)
@@ -370,6 +378,9 @@ def build(options: Options, progress: Runner) -> Path:
         if spec is not None:
             staging.inject_spec(staged, spec)
             notes.append(f"spec {options.spec} as /{staging.SPEC_PATH}")
+        if upload_url is not None:
+            staging.inject_upload_url(staged, upload_url)
+            notes.append(f"upload URL in /{staging.UPLOAD_URL_PATH}")
 
     with step(progress, 5, "vendor binaries") as notes:
         report = staging.inject_vendor(

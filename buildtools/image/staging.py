@@ -233,6 +233,37 @@ def inject_spec(staging: Path, data: bytes) -> None:
     target.chmod(0o644)
 
 
+# -- the upload URL --------------------------------------------------------------------------
+
+UPLOAD_URL_PATH = Path("etc/bee/upload-url")
+
+
+def check_upload_url(url: str) -> str:
+    """The URL bee-upload.service will PUT to, checked with the agent's own rules (http or
+    https, a host) before the build starts."""
+    import sys
+
+    agent = str(AGENT_DIR)
+    if agent not in sys.path:
+        sys.path.insert(0, agent)
+    from bee.upload import UploadError, target
+
+    try:
+        target(url, "check.json")
+    except UploadError as exc:
+        raise StagingError(f"--upload-url: {exc}") from None
+    return url.strip()
+
+
+def inject_upload_url(staging: Path, url: str) -> None:
+    """/etc/bee/upload-url: bee-upload.service runs when it exists (bee.upload= on the kernel
+    command line still wins)."""
+    target = staging / UPLOAD_URL_PATH
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(url + "\n", encoding="utf-8")
+    target.chmod(0o644)
+
+
 # -- the agent -------------------------------------------------------------------------------
 
 

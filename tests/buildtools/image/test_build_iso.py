@@ -47,6 +47,13 @@ def test_bad_spec_stops_the_build_before_anything_else(tmp_path: Path) -> None:
     assert not (tmp_path / "dist" / "staging").exists()
 
 
+def test_bad_upload_url_stops_the_build_before_anything_else(tmp_path: Path) -> None:
+    result = run_builder("--upload-url", "10.0.0.5/bee", "--out", str(tmp_path / "dist"))
+    assert result.returncode == 1
+    assert "--upload-url: not an http:// or https:// URL" in result.stdout
+    assert not (tmp_path / "dist" / "staging").exists()
+
+
 def test_missing_vendor_dir_stops_the_build(tmp_path: Path) -> None:
     result = run_builder(
         "--vendor-dir", str(tmp_path / "nope"), "--out", str(tmp_path / "dist"), "--no-nvidia"

@@ -354,3 +354,15 @@ def test_a_bad_spec_stops_the_build_naming_file_line_and_key(tmp_path: Path) -> 
         staging.read_spec(bad)
     with pytest.raises(staging.StagingError, match="cannot read spec"):
         staging.read_spec(tmp_path / "missing.toml")
+
+
+def test_an_upload_url_is_checked_with_the_agents_rules_and_baked_in(tmp_path: Path) -> None:
+    url = staging.check_upload_url(" http://10.0.0.5/bee/ ")
+    staged = tmp_path / "staging"
+    staged.mkdir()
+    staging.inject_upload_url(staged, url)
+    target = staged / "etc/bee/upload-url"
+    assert target.read_text() == "http://10.0.0.5/bee/\n"
+    assert mode(target) == 0o644
+    with pytest.raises(staging.StagingError, match="--upload-url: not an http"):
+        staging.check_upload_url("ftp://10.0.0.5/bee/")

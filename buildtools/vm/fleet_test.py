@@ -1,0 +1,274 @@
+"""`nox -s fleet_vm_test`: a fleet of bee guests in QEMU, gathered for real.
+
+    python3 -m buildtools.vm.fleet_test --iso ISO --ssh-key KEY [--guests 2] [--out dist]
+        [--ansible-playbook PATH] [--spec]
+
+Boots `--guests` copies of tests/vm/hardware.toml's server from the ISO at once, each with its
+own SMBIOS serial (the second also one DIMM fewer), runs `ansible/fleet.yml` with ansible-core
+against them over the SSH the image runs (forwarded from 127.0.0.1), and checks that every
+guest's document came back and that `bee report` names the guest with the missing DIMM.
+
+When nginx is installed, every guest also boots with `bee.upload=` pointing at a WebDAV folder
+of an nginx this test starts on 127.0.0.1 (the guest reaches it through a QEMU guestfwd, its
+user network stays restricted otherwise); an image with bee-upload.service must then have PUT
+its document and .sha256 there, and `bee report` over that folder must agree with the pull.
+An image without the unit (built before it existed) is reported as such, not failed.
+
+Writes DIR/fleet-vm-test-<time>/report.txt. Heavy (N TCG boots): run it under
+`flock /work/heavy.lock` on a shared builder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from buildtools.runner import Runner
+from buildtools.vm import fru, qemu
+from buildtools.vm.vm_test import (
+    AUDIT_WAIT_S,
+    SSH_WAIT_S,
+    Ssh,
+    VmTestError,
+    timestamp,
+    wait_for_audit,
+    wait_for_ssh,
+)
+
+REPO = qemu.REPO_ROOT
+PLAYBOOK = REPO / "ansible" / "fleet.yml"
+UPLOAD_GUEST_ADDR = "10.0.2.100"  # inside each guest's user network: guestfwd to our nginx
+UPLOAD_GUEST_PORT = 8080
+UPLOAD_WAIT_S = 300
+
+NGINX_CONF = """{user}
+worker_processes 1;
+daemon off;
+pid {base}/nginx.pid;
+error_log {base}/error.log info;
+events {{ worker_connections 64; }}
+http {{
+  access_log {base}/access.log;
+  client_body_temp_path {base}/body;
+  proxy_temp_path {base}/proxy; fastcgi_temp_path {base}/fastcgi;
+  uwsgi_temp_path {base}/uwsgi; scgi_temp_path {base}/scgi;
+  server {{
+    listen 127.0.0.1:{port};
+    location /bee/ {{ root {base}/www; dav_methods PUT; create_full_put_path on;
+                     client_max_body_size 64m; }}
+  }}
+}}
+"""
+
+
+def guest_hardware(hw: qemu.Hardware, index: int) -> qemu.Hardware:
+    """Guest 1 is the description as written; guest N has serial ...-N, guest 2 a DIMM fewer."""
+    system = dict(hw.system, serial=f"{hw.system.get('serial', 'S')}-{index}")
+    changed = dataclasses.replace(hw, system=system)
+    if index == 2 and len(hw.dimm_sizes_mib) > 1:
+        changed = dataclasses.replace(changed, dimm_sizes_mib=hw.dimm_sizes_mib[:-1])
+    return changed
+
+
+def with_guestfwd(argv: list[str], port: int) -> list[str]:
+    """The first user netdev also forwards UPLOAD_GUEST_ADDR:UPLOAD_GUEST_PORT to our nginx."""
+    out = list(argv)
+    for i, word in enumerate(out):
+        if word.startswith("user,id=net0,"):
+            forward = f"tcp:{UPLOAD_GUEST_ADDR}:{UPLOAD_GUEST_PORT}-tcp:127.0.0.1:{port}"
+            out[i] = f"{word},guestfwd={forward}"
+            return out
+    raise VmTestError("no user network on the first NIC to forward the upload through")
+
+
+class Nginx:
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.port = qemu.free_port()
+        for name in ("www/bee", "body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            (base / name).mkdir(parents=True, exist_ok=True)
+        user = "user root;" if os.geteuid() == 0 else ""
+        conf = base / "nginx.conf"
+        conf.write_text(NGINX_CONF.format(user=user, base=base, port=self.port))
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        self.proc = subprocess.Popen(
+            [nginx, "-p", str(base), "-c", str(conf), "-e", str(base / "error.log")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    @property
+    def folder(self) -> Path:
+        return self.base / "www" / "bee"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def run(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    run_dir = (args.out / f"fleet-vm-test-{timestamp()}").resolve()
+    run_dir.mkdir(parents=True)
+    hw = qemu.load_hardware()
+    lines: list[str] = [f"fleet_vm_test: {args.guests} guests from {args.iso}"]
+    nginx = (
+        Nginx(run_dir / "nginx")
+        if shutil.which("nginx") or Path("/usr/sbin/nginx").exists()
+        else None
+    )
+    vms: list[qemu.Vm] = []
+    ssh: dict[str, Ssh] = {}
+    try:
+        with Runner(run_dir / "fleet-vm-test.log") as runner:
+            boot = qemu.extract_boot_files(args.iso, run_dir / "boot", runner)
+            accel = qemu.probe_kvm(boot.kernel, run_dir, runner)
+            lines.append(accel.why)
+            if nginx is not None:
+                url = f"http://{UPLOAD_GUEST_ADDR}:{UPLOAD_GUEST_PORT}/bee/"
+                boot = dataclasses.replace(boot, append=f"{boot.append} bee.upload={url}")
+            for index in range(1, args.guests + 1):
+                name = f"guest{index}"
+                guest_hw = guest_hardware(hw, index)
+                fru_path, sdr_path = fru.write_images(list(guest_hw.fru_devices), run_dir / name)
+                port = qemu.free_port()
+                argv = qemu.machine_args(
+                    guest_hw, accel=accel, boot=boot, iso=args.iso, fru_path=fru_path,
+                    sdr_path=sdr_path, serial_log=run_dir / f"{name}-serial.log", ssh_port=port,
+                )  # fmt: skip
+                if nginx is not None:
+                    argv = with_guestfwd(argv, nginx.port)
+                (run_dir / f"{name}-qemu-argv.txt").write_text("\n".join(argv) + "\n")
+                vm = qemu.Vm(argv, run_dir / f"{name}-qemu-stderr.log")
+                vms.append(vm.__enter__())
+                ssh[name] = Ssh(key=args.ssh_key, port=port, known_hosts=run_dir / f"{name}-kh")
+            for (name, link), vm in zip(ssh.items(), vms, strict=True):
+                lines.append(f"{name}: SSH after {wait_for_ssh(link, vm, SSH_WAIT_S):.0f} s")
+            for (name, link), vm in zip(ssh.items(), vms, strict=True):
+                lines.append(f"{name}: audit done {wait_for_audit(link, vm, AUDIT_WAIT_S):.0f} s")
+            ok = _playbook(args, run_dir, ssh, lines)
+            if nginx is not None:
+                ok = _uploads(args, run_dir, ssh, nginx, lines) and ok
+    except VmTestError as exc:
+        lines.append(f"FAIL: {exc}")
+        ok = False
+    finally:
+        for vm in vms:
+            vm.stop()
+        if nginx is not None:
+            nginx.stop()
+        for name in ("vmlinuz", "initrd.img"):
+            (run_dir / "boot" / name).unlink(missing_ok=True)
+    lines.append(f"{'PASS' if ok else 'FAIL'} in {time.monotonic() - started:.0f} s ({run_dir})")
+    text = "\n".join(lines) + "\n"
+    (run_dir / "report.txt").write_text(text)
+    sys.stdout.write(text)
+    return 0 if ok else 1
+
+
+def _playbook(
+    args: argparse.Namespace, run_dir: Path, ssh: dict[str, Ssh], lines: list[str]
+) -> bool:
+    inventory = run_dir / "inventory.ini"
+    inventory.write_text(
+        "[bee]\n"
+        + "".join(f"{n} ansible_host=127.0.0.1 ansible_port={s.port}\n" for n, s in ssh.items())
+        + f"[bee:vars]\nansible_ssh_private_key_file={args.ssh_key}\n"
+    )
+    audits = run_dir / "pulled" / "audits"
+    extra = ["-e", f"bee_audits_dir={audits}", "-e", f"bee_agent_dir={REPO / 'agent'}"]
+    if args.spec:
+        extra += ["-e", f"bee_spec={args.spec}"]
+    env = dict(os.environ, ANSIBLE_CONFIG=str(PLAYBOOK.parent / "ansible.cfg"))
+    start = time.monotonic()
+    result = subprocess.run(
+        [args.ansible_playbook, "-i", str(inventory), str(PLAYBOOK), *extra],
+        capture_output=True, text=True, env=env, timeout=1200, check=False,
+    )  # fmt: skip
+    (run_dir / "ansible-playbook.log").write_text(result.stdout + result.stderr)
+    lines.append(f"ansible-playbook exit {result.returncode} in {time.monotonic() - start:.0f} s")
+    fetched = sorted(p.name for p in audits.glob("guest*.json")) if audits.is_dir() else []
+    lines.append(f"fetched: {', '.join(fetched) or 'nothing'}")
+    report = [line.strip(' ",') for line in result.stdout.splitlines() if "DIMMs:" in line]
+    lines.extend(f"report: {line}" for line in report)
+    wanted = {f"{name}.json" for name in ssh}
+    named = any(line.startswith("DIMMs: guest2: ") for line in report)
+    return result.returncode == 0 and wanted <= set(fetched) and named
+
+
+def _uploads(
+    args: argparse.Namespace, run_dir: Path, ssh: dict[str, Ssh], nginx: Nginx, lines: list[str]
+) -> bool:
+    """What bee-upload.service PUT at boot, if the image has it."""
+    has_unit = ssh["guest1"].run("test -f /etc/systemd/system/bee-upload.service").returncode == 0
+    if not has_unit:
+        lines.append("upload: this image has no bee-upload.service (built before it): not tested")
+        return True
+    end = time.monotonic() + UPLOAD_WAIT_S
+    while time.monotonic() < end and len(list(nginx.folder.glob("*.json"))) < len(ssh):
+        time.sleep(3)
+    for name, link in ssh.items():
+        status = link.run("cat /run/bee/upload-status").stdout.decode(errors="replace")
+        result = next((x for x in status.splitlines() if x.startswith("result=")), "none")
+        lines.append(f"upload: {name}: {result}; motd: " + _motd_upload(link))
+    stored = sorted(p.name for p in nginx.folder.iterdir())
+    lines.append(f"upload: nginx holds {', '.join(stored) or 'nothing'}")
+    pushed = run_dir / "pushed.html"
+    report = subprocess.run(
+        [sys.executable, "-m", "bee", "report", str(nginx.folder), "-o", str(pushed)],
+        cwd=REPO / "agent", capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    lines.extend(f"upload report: {line}" for line in report.stdout.splitlines()[:4])
+    docs = [p for p in nginx.folder.glob("*.json")]
+    sums = [p for p in nginx.folder.glob("*.json.sha256")]
+    return len(docs) == len(ssh) == len(sums) and f"{len(ssh)} nodes, 0 files" in report.stdout
+
+
+def _motd_upload(link: Ssh) -> str:
+    motd = link.run("sh /etc/update-motd.d/50-bee").stdout.decode(errors="replace")
+    return next((x for x in motd.splitlines() if x.startswith("Upload:")), "(no Upload line)")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python3 -m buildtools.vm.fleet_test", description=__doc__
+    )
+    parser.add_argument("--iso", type=Path, required=True)
+    parser.add_argument("--ssh-key", type=Path, required=True, help="private key the ISO trusts")
+    parser.add_argument("--guests", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=REPO / "dist")
+    parser.add_argument("--spec", type=Path, help="also run bee check on each guest (bee_spec)")
+    parser.add_argument(
+        "--ansible-playbook",
+        default=shutil.which("ansible-playbook")
+        or str(Path(sys.executable).parent / "ansible-playbook"),
+    )
+    args = parser.parse_args(argv)
+    if args.guests < 2:
+        parser.error("--guests: a fleet needs at least 2")
+    for path in (args.iso, args.ssh_key):
+        if not path.is_file():
+            parser.error(f"{path} does not exist")
+    if not Path(args.ansible_playbook).exists():
+        parser.error("ansible-playbook not found (pip install ansible-core)")
+    args.iso, args.ssh_key = args.iso.resolve(), args.ssh_key.resolve()
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        print("fleet_vm_test: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
