@@ -46,6 +46,9 @@ TOOLS: dict[str, str] = {
     "qemu-system-x86_64": "qemu-system-x86",
     "ssh": "openssh-client",
     "ssh-keygen": "openssh-client",
+    # the fleet VM test: the WebDAV server the guests upload to, the playbook it runs
+    "nginx": "nginx",  # nginx-light pulls it in on bookworm
+    "ansible-playbook": "ansible-core",  # or ansible-core from PyPI (tests' venv)
     # the bench's shims for the synthetic host's tools
     "sleep": "coreutils",
     "cat": "coreutils",
@@ -65,6 +68,7 @@ SESSIONS: dict[str, tuple[str, ...]] = {
     "nvidia_modules": _NVIDIA,
     "nvidia_bootcheck": (*_NVIDIA, "qemu-system-x86_64"),
     "vm_test": ("qemu-system-x86_64", "ssh", "ssh-keygen", "xorriso", "tar"),
+    "fleet_vm_test": ("qemu-system-x86_64", "ssh", "xorriso", "nginx"),
 }
 # What `apt-get install` needs in the minimal root too (the archive keyring for signed-by).
 EXTRA_PACKAGES: dict[str, tuple[str, ...]] = {

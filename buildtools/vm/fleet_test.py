@@ -8,10 +8,10 @@ own SMBIOS serial (the second also one DIMM fewer), runs `ansible/fleet.yml` wit
 against them over the SSH the image runs (forwarded from 127.0.0.1), and checks that every
 guest's document came back and that `bee report` names the guest with the missing DIMM.
 
-When nginx is installed, every guest also boots with `bee.upload=` pointing at a WebDAV folder
+Every guest also boots with `bee.upload=` pointing at a WebDAV folder
 of an nginx this test starts on 127.0.0.1 (the guest reaches it through a QEMU guestfwd, its
 user network stays restricted otherwise); an image with bee-upload.service must then have PUT
-its document and .sha256 there, and `bee report` over that folder must agree with the pull.
+its document and .sha256 there, and `bee report` over that folder must read every node.
 An image without the unit (built before it existed) is reported as such, not failed.
 
 Writes DIR/fleet-vm-test-<time>/report.txt. Heavy (N TCG boots): run it under
@@ -29,6 +29,7 @@ import sys
 import time
 from pathlib import Path
 
+from buildtools import hosttools
 from buildtools.runner import Runner
 from buildtools.vm import fru, qemu
 from buildtools.vm.vm_test import (
@@ -96,9 +97,8 @@ class Nginx:
         user = "user root;" if os.geteuid() == 0 else ""
         conf = base / "nginx.conf"
         conf.write_text(NGINX_CONF.format(user=user, base=base, port=self.port))
-        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
         self.proc = subprocess.Popen(
-            [nginx, "-p", str(base), "-c", str(conf), "-e", str(base / "error.log")],
+            ["nginx", "-p", str(base), "-c", str(conf), "-e", str(base / "error.log")],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -118,21 +118,18 @@ def run(args: argparse.Namespace) -> int:
     run_dir.mkdir(parents=True)
     hw = qemu.load_hardware()
     lines: list[str] = [f"fleet_vm_test: {args.guests} guests from {args.iso}"]
-    nginx = (
-        Nginx(run_dir / "nginx")
-        if shutil.which("nginx") or Path("/usr/sbin/nginx").exists()
-        else None
-    )
+    nginx: Nginx | None = None
     vms: list[qemu.Vm] = []
-    ssh: dict[str, Ssh] = {}
+    guests: dict[str, Ssh] = {}
     try:
         with Runner(run_dir / "fleet-vm-test.log") as runner:
+            hosttools.ensure("fleet_vm_test", runner)
+            nginx = Nginx(run_dir / "nginx")
             boot = qemu.extract_boot_files(args.iso, run_dir / "boot", runner)
             accel = qemu.probe_kvm(boot.kernel, run_dir, runner)
             lines.append(accel.why)
-            if nginx is not None:
-                url = f"http://{UPLOAD_GUEST_ADDR}:{UPLOAD_GUEST_PORT}/bee/"
-                boot = dataclasses.replace(boot, append=f"{boot.append} bee.upload={url}")
+            url = f"http://{UPLOAD_GUEST_ADDR}:{UPLOAD_GUEST_PORT}/bee/"
+            boot = dataclasses.replace(boot, append=f"{boot.append} bee.upload={url}")
             for index in range(1, args.guests + 1):
                 name = f"guest{index}"
                 guest_hw = guest_hardware(hw, index)
@@ -142,20 +139,18 @@ def run(args: argparse.Namespace) -> int:
                     guest_hw, accel=accel, boot=boot, iso=args.iso, fru_path=fru_path,
                     sdr_path=sdr_path, serial_log=run_dir / f"{name}-serial.log", ssh_port=port,
                 )  # fmt: skip
-                if nginx is not None:
-                    argv = with_guestfwd(argv, nginx.port)
+                argv = with_guestfwd(argv, nginx.port)
                 (run_dir / f"{name}-qemu-argv.txt").write_text("\n".join(argv) + "\n")
                 vm = qemu.Vm(argv, run_dir / f"{name}-qemu-stderr.log")
                 vms.append(vm.__enter__())
-                ssh[name] = Ssh(key=args.ssh_key, port=port, known_hosts=run_dir / f"{name}-kh")
-            for (name, link), vm in zip(ssh.items(), vms, strict=True):
-                lines.append(f"{name}: SSH after {wait_for_ssh(link, vm, SSH_WAIT_S):.0f} s")
-            for (name, link), vm in zip(ssh.items(), vms, strict=True):
-                lines.append(f"{name}: audit done {wait_for_audit(link, vm, AUDIT_WAIT_S):.0f} s")
-            ok = _playbook(args, run_dir, ssh, lines)
-            if nginx is not None:
-                ok = _uploads(args, run_dir, ssh, nginx, lines) and ok
-    except VmTestError as exc:
+                guests[name] = Ssh(key=args.ssh_key, port=port, known_hosts=run_dir / f"{name}-kh")
+            for (name, ssh), vm in zip(guests.items(), vms, strict=True):
+                lines.append(f"{name}: SSH after {wait_for_ssh(ssh, vm, SSH_WAIT_S):.0f} s")
+            for (name, ssh), vm in zip(guests.items(), vms, strict=True):
+                lines.append(f"{name}: audit done {wait_for_audit(ssh, vm, AUDIT_WAIT_S):.0f} s")
+            ok = _playbook(args, run_dir, guests, lines)
+            ok = _uploads(run_dir, guests, nginx, lines) and ok
+    except (VmTestError, hosttools.HostToolsError, qemu.QemuError) as exc:
         lines.append(f"FAIL: {exc}")
         ok = False
     finally:
@@ -173,12 +168,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _playbook(
-    args: argparse.Namespace, run_dir: Path, ssh: dict[str, Ssh], lines: list[str]
+    args: argparse.Namespace, run_dir: Path, guests: dict[str, Ssh], lines: list[str]
 ) -> bool:
     inventory = run_dir / "inventory.ini"
     inventory.write_text(
         "[bee]\n"
-        + "".join(f"{n} ansible_host=127.0.0.1 ansible_port={s.port}\n" for n, s in ssh.items())
+        + "".join(f"{n} ansible_host=127.0.0.1 ansible_port={s.port}\n" for n, s in guests.items())
         + f"[bee:vars]\nansible_ssh_private_key_file={args.ssh_key}\n"
     )
     audits = run_dir / "pulled" / "audits"
@@ -197,26 +192,25 @@ def _playbook(
     lines.append(f"fetched: {', '.join(fetched) or 'nothing'}")
     report = [line.strip(' ",') for line in result.stdout.splitlines() if "DIMMs:" in line]
     lines.extend(f"report: {line}" for line in report)
-    wanted = {f"{name}.json" for name in ssh}
+    wanted = {f"{name}.json" for name in guests}
     named = any(line.startswith("DIMMs: guest2: ") for line in report)
     return result.returncode == 0 and wanted <= set(fetched) and named
 
 
-def _uploads(
-    args: argparse.Namespace, run_dir: Path, ssh: dict[str, Ssh], nginx: Nginx, lines: list[str]
-) -> bool:
+def _uploads(run_dir: Path, guests: dict[str, Ssh], nginx: Nginx, lines: list[str]) -> bool:
     """What bee-upload.service PUT at boot, if the image has it."""
-    has_unit = ssh["guest1"].run("test -f /etc/systemd/system/bee-upload.service").returncode == 0
+    ssh = guests["guest1"]
+    has_unit = ssh.run("test -f /etc/systemd/system/bee-upload.service").returncode == 0
     if not has_unit:
         lines.append("upload: this image has no bee-upload.service (built before it): not tested")
         return True
     end = time.monotonic() + UPLOAD_WAIT_S
-    while time.monotonic() < end and len(list(nginx.folder.glob("*.json"))) < len(ssh):
+    while time.monotonic() < end and len(list(nginx.folder.glob("*.json"))) < len(guests):
         time.sleep(3)
-    for name, link in ssh.items():
-        status = link.run("cat /run/bee/upload-status").stdout.decode(errors="replace")
+    for name, ssh in guests.items():
+        status = ssh.run("cat /run/bee/upload-status").stdout.decode(errors="replace")
         result = next((x for x in status.splitlines() if x.startswith("result=")), "none")
-        lines.append(f"upload: {name}: {result}; motd: " + _motd_upload(link))
+        lines.append(f"upload: {name}: {result}; motd: " + _motd_upload(ssh))
     stored = sorted(p.name for p in nginx.folder.iterdir())
     lines.append(f"upload: nginx holds {', '.join(stored) or 'nothing'}")
     pushed = run_dir / "pushed.html"
@@ -227,11 +221,12 @@ def _uploads(
     lines.extend(f"upload report: {line}" for line in report.stdout.splitlines()[:4])
     docs = [p for p in nginx.folder.glob("*.json")]
     sums = [p for p in nginx.folder.glob("*.json.sha256")]
-    return len(docs) == len(ssh) == len(sums) and f"{len(ssh)} nodes, 0 files" in report.stdout
+    count = len(guests)
+    return len(docs) == count == len(sums) and f"{count} nodes, 0 files" in report.stdout
 
 
-def _motd_upload(link: Ssh) -> str:
-    motd = link.run("sh /etc/update-motd.d/50-bee").stdout.decode(errors="replace")
+def _motd_upload(ssh: Ssh) -> str:
+    motd = ssh.run("sh /etc/update-motd.d/50-bee").stdout.decode(errors="replace")
     return next((x for x in motd.splitlines() if x.startswith("Upload:")), "(no Upload line)")
 
 

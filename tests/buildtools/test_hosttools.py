@@ -24,6 +24,7 @@ DYNAMIC = {
     "dest / 'bin/nvidia-smi'": (),  # the driver's own nvidia-smi, just built
     "list(argv)": (),  # bench.run_measured: the agent under measurement (sys.executable)
     "self.argv(command)": ("ssh",),  # vm_test.Ssh: ssh -F /dev/null ... root@guest
+    "args.ansible_playbook": ("ansible-playbook",),  # fleet_test --ansible-playbook
 }
 # The runner itself; commands that run in the guest (over ssh) or in the agent's own runner
 # (bench replays the audit through it), not on the build host.
