@@ -8,10 +8,12 @@ own SMBIOS serial (the second also one DIMM fewer), runs `ansible/fleet.yml` wit
 against them over the SSH the image runs (forwarded from 127.0.0.1), and checks that every
 guest's document came back and that `bee report` names the guest with the missing DIMM.
 
-Every guest also boots with `bee.upload=` pointing at a WebDAV folder
-of an nginx this test starts on 127.0.0.1 (the guest reaches it through a QEMU guestfwd, its
-user network stays restricted otherwise); an image with bee-upload.service must then have PUT
-its document and .sha256 there, and `bee report` over that folder must read every node.
+Every guest also boots with `bee.upload=` pointing at a WebDAV folder of an nginx this test
+starts on 127.0.0.1 (the guest reaches it through a QEMU guestfwd, its user network stays
+restricted otherwise), except the last, whose URL names a port nothing forwards (a server that
+is down). An image with bee-upload.service must then have PUT each document and its .sha256
+there, `bee report` over that folder must read those nodes, and the last guest must be fully
+booted (multi-user.target active, the system running) while its upload still retries.
 An image without the unit (built before it existed) is reported as such, not failed.
 
 Writes DIR/fleet-vm-test-<time>/report.txt. Heavy (N TCG boots): run it under
@@ -46,6 +48,7 @@ REPO = qemu.REPO_ROOT
 PLAYBOOK = REPO / "ansible" / "fleet.yml"
 UPLOAD_GUEST_ADDR = "10.0.2.100"  # inside each guest's user network: guestfwd to our nginx
 UPLOAD_GUEST_PORT = 8080
+UPLOAD_DEAD_PORT = 8081  # not forwarded: restrict=on drops it, as a server that is down
 UPLOAD_WAIT_S = 300
 
 NGINX_CONF = """{user}
@@ -128,15 +131,19 @@ def run(args: argparse.Namespace) -> int:
             boot = qemu.extract_boot_files(args.iso, run_dir / "boot", runner)
             accel = qemu.probe_kvm(boot.kernel, run_dir, runner)
             lines.append(accel.why)
-            url = f"http://{UPLOAD_GUEST_ADDR}:{UPLOAD_GUEST_PORT}/bee/"
-            boot = dataclasses.replace(boot, append=f"{boot.append} bee.upload={url}")
             for index in range(1, args.guests + 1):
                 name = f"guest{index}"
+                # The last guest's server is down (a port nothing forwards): its boot must
+                # not wait for the upload.
+                port_in_guest = UPLOAD_DEAD_PORT if index == args.guests else UPLOAD_GUEST_PORT
+                url = f"http://{UPLOAD_GUEST_ADDR}:{port_in_guest}/bee/"
+                append = f"{boot.append} bee.upload={url}"
                 guest_hw = guest_hardware(hw, index)
                 fru_path, sdr_path = fru.write_images(list(guest_hw.fru_devices), run_dir / name)
                 port = qemu.free_port()
                 argv = qemu.machine_args(
-                    guest_hw, accel=accel, boot=boot, iso=args.iso, fru_path=fru_path,
+                    guest_hw, accel=accel, boot=dataclasses.replace(boot, append=append),
+                    iso=args.iso, fru_path=fru_path,
                     sdr_path=sdr_path, serial_log=run_dir / f"{name}-serial.log", ssh_port=port,
                 )  # fmt: skip
                 argv = with_guestfwd(argv, nginx.port)
@@ -204,13 +211,30 @@ def _uploads(run_dir: Path, guests: dict[str, Ssh], nginx: Nginx, lines: list[st
     if not has_unit:
         lines.append("upload: this image has no bee-upload.service (built before it): not tested")
         return True
+    *up, down = guests.items()
     end = time.monotonic() + UPLOAD_WAIT_S
-    while time.monotonic() < end and len(list(nginx.folder.glob("*.json"))) < len(guests):
+    while time.monotonic() < end and len(list(nginx.folder.glob("*.json"))) < len(up):
         time.sleep(3)
-    for name, ssh in guests.items():
+    for name, ssh in up:
         status = ssh.run("cat /run/bee/upload-status").stdout.decode(errors="replace")
         result = next((x for x in status.splitlines() if x.startswith("result=")), "none")
         lines.append(f"upload: {name}: {result}; motd: " + _motd_upload(ssh))
+    # The guest whose server is down: booted all the way while bee upload still retries.
+    name, ssh = down
+    states = (
+        ssh.run(
+            "systemctl is-active multi-user.target bee-audit.service bee-upload.service; "
+            "systemctl is-system-running"
+        )
+        .stdout.decode(errors="replace")
+        .split()
+    )
+    lines.append(f"upload: {name} (server down): multi-user, audit, upload, system: {states}")
+    lines.append(f"upload: {name}: motd: {_motd_upload(ssh)}")
+    held = states[:3] != ["active", "active", "active"] or states[3:] not in (
+        ["running"],
+        ["degraded"],
+    )
     stored = sorted(p.name for p in nginx.folder.iterdir())
     lines.append(f"upload: nginx holds {', '.join(stored) or 'nothing'}")
     pushed = run_dir / "pushed.html"
@@ -219,10 +243,11 @@ def _uploads(run_dir: Path, guests: dict[str, Ssh], nginx: Nginx, lines: list[st
         cwd=REPO / "agent", capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     lines.extend(f"upload report: {line}" for line in report.stdout.splitlines()[:4])
-    docs = [p for p in nginx.folder.glob("*.json")]
-    sums = [p for p in nginx.folder.glob("*.json.sha256")]
-    count = len(guests)
-    return len(docs) == count == len(sums) and f"{count} nodes, 0 files" in report.stdout
+    docs = list(nginx.folder.glob("*.json"))
+    sums = list(nginx.folder.glob("*.json.sha256"))
+    count = len(up)
+    pushed_ok = len(docs) == count == len(sums) and f"{count} nodes, 0 files" in report.stdout
+    return pushed_ok and not held
 
 
 def _motd_upload(ssh: Ssh) -> str:
