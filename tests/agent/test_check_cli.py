@@ -188,9 +188,11 @@ def test_audit_with_an_unreadable_spec_still_writes_the_document_and_rejects(tmp
 class _SpecServer(http.server.BaseHTTPRequestHandler):
     body = b""
     delay_s = 0.0
+    stop = threading.Event()  # the fixture's teardown ends a delayed answer at once
 
     def do_GET(self):
-        time.sleep(self.delay_s)
+        if self.stop.wait(self.delay_s):
+            return
         if self.path != "/spec.toml":
             self.send_error(404, "no such spec")
             return
@@ -205,13 +207,16 @@ class _SpecServer(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server(spec):
-    handler = type("Handler", (_SpecServer,), {"body": spec.read_bytes()})
+    handler = type(
+        "Handler", (_SpecServer,), {"body": spec.read_bytes(), "stop": threading.Event()}
+    )
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield httpd, handler
+    handler.stop.set()
     httpd.shutdown()
-    httpd.server_close()
+    httpd.server_close()  # joins the request threads: none is left behind for later tests
 
 
 def test_a_spec_served_over_http_on_the_lan(server, tmp_path, spec):
