@@ -224,6 +224,35 @@ def test_motd_reports_the_audit(
         audit.unlink(missing_ok=True)
 
 
+@pytest.mark.parametrize(
+    ("verdict", "expected"),
+    [
+        (
+            {"status": "ACCEPT", "spec": "/etc/bee/spec.toml"},
+            "Verdict: ACCEPT against /etc/bee/spec.toml",
+        ),
+        (
+            {"status": "REJECT", "spec": "/etc/bee/spec.toml", "counts": {"FAIL": 1, "UNKNOWN": 2}},
+            "Verdict: REJECT against /etc/bee/spec.toml (1 failed, 2 unknown; bee check",
+        ),
+        ("not a verdict", "Re-run: bee audit"),
+    ],
+)
+def test_motd_reports_the_verdict(image_root: Path, verdict: object, expected: str) -> None:
+    run_bee = image_root / "run/bee"
+    audit = image_root / "var/log/bee-audit.json"
+    run_bee.mkdir(parents=True, exist_ok=True)
+    try:
+        (run_bee / "audit-status").write_text("rc=0\nseconds=30\n")
+        audit.write_text(json.dumps({"schema_version": 1, "errors": [], "verdict": verdict}))
+        result = chroot(image_root, "/etc/update-motd.d/50-bee")
+        assert result.returncode == 0, result.stderr
+        assert expected in result.stdout
+    finally:
+        shutil.rmtree(run_bee, ignore_errors=True)
+        audit.unlink(missing_ok=True)
+
+
 def test_nvidia_payload_matches_the_kernel(image_root: Path) -> None:
     values = release(image_root)
     if values["NVIDIA_DRIVER_VERSION"] == "none":
