@@ -36,7 +36,8 @@ class Parts:
     where: dict[str, Any] = field(default_factory=dict)
     group_by: tuple[str, ...] = ()  # one group of checks per distinct value (disk model)
     pinned: tuple[str, ...] = ()
-    health: tuple[tuple[str, str, dict[str, Any]], ...] = ()  # (id suffix, meaning, all = ...)
+    # (id suffix, meaning, the `all` conditions or a {"none": ...} quantifier)
+    health: tuple[tuple[str, str, dict[str, Any]], ...] = ()
     counted: bool = True  # False for a single table (board.system)
 
 
@@ -90,7 +91,16 @@ RULES: tuple[Parts, ...] = (
         where={"is_boot_medium": False},
         group_by=("model",),
         pinned=("size_bytes", "firmware"),
-        health=(("HEALTH", "health verdict ok (SMART / NVMe log)", {"health.verdict": "ok"}),),
+        health=(
+            ("HEALTH", "health verdict ok (SMART / NVMe log)", {"health.verdict": "ok"}),
+            # Active even where the golden machine could not read some disks' health (then the
+            # check above is commented out): a failing disk still rejects.
+            (
+                "NOT-FAILING",
+                "no health verdict failing or warning",
+                {"none": {"health.verdict": ["failing", "warning"]}},
+            ),
+        ),
     ),
     Parts(
         prefix="PCIE",
@@ -263,11 +273,13 @@ def candidates(document: Any) -> list[Candidate]:
             for name in rule.pinned:
                 out.extend(_pinned(prefix, of, scope, name, members))
             for suffix, meaning, conditions in rule.health:
+                # A health rule is `all` conditions, or a whole quantifier ({"none": {...}}).
+                rule_body = conditions if set(conditions) <= {"none"} else {"all": conditions}
                 out.append(
                     Candidate(
                         id=f"{prefix}-{suffix}",
-                        comment=f"health: every one of the {of}: {meaning}",
-                        body={**scope, "all": conditions},
+                        comment=f"health: the {of}: {meaning}",
+                        body={**scope, **rule_body},
                         value="health",
                     )
                 )
