@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from bee import packets
 from bee.runner import RC_NOT_FOUND, CommandResult, Runner
 
 FORMAT = "bee-capture/1"
@@ -39,6 +40,7 @@ class _Record:
     files: dict[str, str | None] = field(default_factory=dict)
     dirs: dict[str, list[str] | None] = field(default_factory=dict)
     links: dict[str, str | None] = field(default_factory=dict)
+    receives: list[dict] = field(default_factory=list)
 
 
 class RecordingRunner:
@@ -105,6 +107,23 @@ class RecordingRunner:
             self._record.links[path] = target
         return target
 
+    def receive_frames(
+        self, interfaces: Sequence[str], *, ethertype: int, seconds: float
+    ) -> packets.Frames | None:
+        receive = getattr(self.inner, "receive_frames", None)
+        if not callable(receive):
+            return None
+        frames = receive(interfaces, ethertype=ethertype, seconds=seconds)
+        if self._dir is not None:
+            with self._lock:
+                number = len(self._record.receives)
+                name = self._write(
+                    f"receives/{number:03d}.txt", packets.frames_to_text(frames.frames)
+                )
+                entry = {k: v for k, v in asdict(frames).items() if k != "frames"}
+                self._record.receives.append({**entry, "frames": name})
+        return frames
+
     def _write(self, name: str, text: str) -> str | None:
         """Write one captured output; None (and a remembered error) when it cannot be."""
         assert self._dir is not None
@@ -134,6 +153,7 @@ class RecordingRunner:
                 "files": self._record.files,
                 "dirs": self._record.dirs,
                 "links": self._record.links,
+                "receives": self._record.receives,
             }
         tmp = self._dir / (MANIFEST + ".tmp")
         try:
@@ -160,7 +180,7 @@ class ReplayRunner:
         self.meta = {
             k: v
             for k, v in manifest.items()
-            if k not in ("commands", "files", "dirs", "links", "errors")
+            if k not in ("commands", "files", "dirs", "links", "errors", "receives")
         }
         self._commands: dict[tuple[str, ...], list[dict]] = {}
         for entry in manifest.get("commands") or []:
@@ -169,6 +189,9 @@ class ReplayRunner:
         self._files: dict[str, str | None] = manifest.get("files") or {}
         self._dirs: dict[str, list[str] | None] = manifest.get("dirs") or {}
         self._links: dict[str, str | None] = manifest.get("links") or {}
+        self._receives: list[dict] = [
+            r for r in manifest.get("receives") or [] if isinstance(r, dict)
+        ]
         self._lock = threading.Lock()
 
     def run(self, argv: Sequence[str], *, timeout_s: float) -> CommandResult:
@@ -211,6 +234,34 @@ class ReplayRunner:
 
     def read_link(self, path: str) -> str | None:
         return self._links.get(path)
+
+    def receive_frames(
+        self, interfaces: Sequence[str], *, ethertype: int, seconds: float
+    ) -> packets.Frames:
+        """What the captured run heard on these interfaces, at once (a replay does not wait).
+        A capture that never listened answers with an error, not with silence."""
+        asked = tuple(interfaces)
+        for entry in self._receives:
+            if (
+                tuple(entry.get("interfaces") or ()) == asked
+                and entry.get("ethertype") == ethertype
+            ):
+                return packets.Frames(
+                    interfaces=asked,
+                    ethertype=ethertype,
+                    seconds=float(entry.get("seconds") or 0.0),
+                    duration_s=float(entry.get("duration_s") or 0.0),
+                    frames=packets.frames_from_text(self._read(entry.get("frames")) or ""),
+                    errors=[str(e) for e in entry.get("errors") or []],
+                    listened=tuple(str(i) for i in entry.get("listened") or ()),
+                )
+        return packets.Frames(
+            interfaces=asked,
+            ethertype=ethertype,
+            seconds=seconds,
+            duration_s=0.0,
+            errors=["not in the capture: this capture did not listen on these interfaces"],
+        )
 
     def _read(self, name: str | None) -> str | None:
         if not name:

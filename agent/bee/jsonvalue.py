@@ -31,7 +31,8 @@ def integer(value: Any) -> int | None:
         digits = value.strip().replace(",", "")
         # isascii first: "²".isdigit() is True, but int("²") raises.
         if digits.isascii() and digits.isdigit():
-            return int(digits)
+            # Past 4300 digits int() raises (CPython's guard against quadratic conversion).
+            return int(digits) if len(digits) <= 4300 else None
         try:
             number = float(digits)
         except ValueError:

@@ -14,9 +14,12 @@ import logging
 import threading
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from bee.runner import CommandResult, Runner
+
+if TYPE_CHECKING:
+    from bee import packets
 
 log = logging.getLogger("bee")
 
@@ -122,6 +125,15 @@ class Probe:
 
     def read_link(self, path: str) -> str | None:
         return self.runner.read_link(path)
+
+    def receive_frames(
+        self, interfaces: Sequence[str], *, ethertype: int, seconds: float
+    ) -> packets.Frames | None:
+        """Passive raw-frame listening (bee/packets.py); None when the runner cannot listen."""
+        receive = getattr(self.runner, "receive_frames", None)
+        if not callable(receive):
+            return None
+        return receive(interfaces, ethertype=ethertype, seconds=seconds)
 
     def exists(self, path: str) -> bool:
         parent, _, name = path.rstrip("/").rpartition("/")

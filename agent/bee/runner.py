@@ -17,13 +17,17 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from bee import packets
 
 OUTPUT_CAP_BYTES = 8 * 1024 * 1024
 STDERR_CAP_BYTES = 256 * 1024
 FILE_CAP_BYTES = 1024 * 1024
 TERM_GRACE_S = 2.0
 KILL_WAIT_S = 2.0
+LISTEN_DEADLINE_MARGIN_S = 1.0
 
 # Return codes for commands that did not run to completion, as sos and coreutils use them.
 RC_TIMEOUT = 124
@@ -82,6 +86,10 @@ class Runner(Protocol):
     def list_dir(self, path: str) -> list[str] | None: ...
 
     def read_link(self, path: str) -> str | None: ...
+
+    # Runners may also offer `receive_frames(interfaces, *, ethertype, seconds) -> Frames`
+    # (bee/packets.py): passive raw-frame listening, which captures record. Probe.receive_frames
+    # treats a runner without it as one that cannot listen.
 
 
 class SystemRunner:
@@ -273,6 +281,21 @@ class SystemRunner:
             stdout_truncated=truncated[proc.stdout],
             stderr_truncated=truncated[proc.stderr],
             error=error,
+        )
+
+    # -- raw frames -----------------------------------------------------------------------
+    def receive_frames(
+        self, interfaces: Sequence[str], *, ethertype: int, seconds: float
+    ) -> packets.Frames:
+        """Listen passively for `seconds`, ended early by the audit's deadline (less a margin,
+        so the collector can still hand its section in) or by abort()."""
+        from bee import packets  # socket is imported only by an audit that listens
+
+        if self._deadline is not None:
+            left = self._deadline - time.monotonic() - LISTEN_DEADLINE_MARGIN_S
+            seconds = max(0.0, min(seconds, left))
+        return packets.receive(
+            interfaces, ethertype=ethertype, seconds=seconds, should_stop=lambda: self._aborted
         )
 
     # -- files ----------------------------------------------------------------------------
