@@ -455,6 +455,45 @@ def measure_slow(host: Path, shims: Path, runs: int) -> dict[str, Any]:
     }
 
 
+# -- LLDP --------------------------------------------------------------------------------------
+
+
+def child_lldp(window_s: float, out: Path) -> int:
+    """In the child process: the network collector's LLDP window on this machine's own ports
+    (every physical Ethernet port that is up), with the real AF_PACKET listener."""
+    from bee.probe import Probe
+    from bee.runner import SystemRunner
+    from bee.tools import network
+
+    probe = Probe(SystemRunner(), "network")
+    cpu, start = time.process_time(), time.perf_counter()
+    section = network.collect(probe, lldp_seconds=window_s)
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    lldp = section.lldp if section is not None else None
+    result = {
+        "window_s": window_s,
+        "collector_wall_s": round(wall, 3),
+        "collector_cpu_s": round(cpu, 4),
+        "listened": list(lldp.listened) if lldp else [],
+        "listen_duration_s": lldp.duration_s if lldp else None,
+        "neighbors": len(lldp.neighbors) if lldp else 0,
+        "errors": probe.errors,
+    }
+    out.write_text(json.dumps(result), encoding="utf-8")
+    return 0
+
+
+def measure_lldp(window_s: float) -> dict[str, Any]:
+    """LLDP's cost, apart from the audit: it only ever adds its window to the network section
+    (the other collectors run beside it), and almost no CPU while it waits."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "lldp.json"
+        argv = [sys.executable, "-m", "buildtools.bench.bench", "--child-lldp", str(window_s)]
+        run = _checked(run_measured([*argv, str(out)], cwd=REPO), "the LLDP window")
+        result = json.loads(out.read_text(encoding="utf-8"))
+    return {**result, "process_wall_s": round(run.wall_s, 3)}
+
+
 # -- start-up ----------------------------------------------------------------------------------
 
 
@@ -734,6 +773,16 @@ def format_table(results: dict[str, Any]) -> str:
             f" bee's own work {_s(check['own_s']['median'])} s,"
             f" as a process {_s(check['process_wall_s']['median'])} s"
         )
+    lldp = results.get("lldp")
+    if lldp:
+        out += ["", "LLDP (apart from the audit above, which runs without it)"]
+        out.append(
+            f"  window {lldp['window_s']:g} s on {len(lldp['listened'])} port(s)"
+            f" {', '.join(lldp['listened']) or '(none up)'}: network collector"
+            f" {_s(lldp['collector_wall_s'])} s wall, {_s(lldp['collector_cpu_s'], 4)} s CPU,"
+            f" {lldp['neighbors']} neighbour(s)"
+        )
+        out.append("  an audit with LLDP takes max(slowest tool, window): the others run beside it")
     startup = results.get("startup")
     if startup:
         out += ["", "Start-up (median wall)"]
@@ -859,8 +908,16 @@ def build_parser() -> argparse.ArgumentParser:
         " of --out); run it after each build so clean and repeated builds are both on record",
     )
     parser.add_argument(
+        "--lldp-window",
+        type=float,
+        default=31.0,
+        metavar="SECONDS",
+        help="LLDP window measured on this machine's ports (default 31, bee's; 0 skips it)",
+    )
+    parser.add_argument(
         "--child-slow-audit", nargs=3, type=Path, help=argparse.SUPPRESS, metavar="X"
     )
+    parser.add_argument("--child-lldp", nargs=2, help=argparse.SUPPRESS, metavar="X")
     return parser
 
 
@@ -870,6 +927,10 @@ def main(argv: list[str] | None = None) -> int:
         if str(AGENT) not in sys.path:
             sys.path.insert(0, str(AGENT))
         return child_slow_audit(*args.child_slow_audit)
+    if args.child_lldp:
+        if str(AGENT) not in sys.path:
+            sys.path.insert(0, str(AGENT))
+        return child_lldp(float(args.child_lldp[0]), Path(args.child_lldp[1]))
     delays = dict(bighost.DEFAULT_DELAYS | dict(args.delay))
     earlier: dict[str, Any] = {}
     if args.out.is_file():
@@ -917,6 +978,9 @@ def main(argv: list[str] | None = None) -> int:
         results["report"] = measure_report(big, args.work, args.report_nodes, args.report_runs)
         say(f"bee check on the big host, {args.runs} times ...")
         results["check"] = measure_check(big, args.runs)
+        if args.lldp_window > 0:
+            say(f"an LLDP window of {args.lldp_window:g} s on this machine's ports ...")
+            results["lldp"] = measure_lldp(args.lldp_window)
         say(f"start-up, {args.startup_runs} runs each ...")
         results["startup"] = measure_startup(args.startup_runs)
         peaks = [results["replay"]["big"]["peak_rss_mib"], results["slow_tools"]["peak_rss_mib"]]

@@ -193,6 +193,7 @@ def check_audit(document: dict[str, Any], hw: Hardware) -> list[CheckResult]:
         check_memory,
         check_storage,
         check_pcie,
+        check_network,
         check_psu,
     ):
         try:
@@ -337,6 +338,35 @@ def check_pcie(document: dict[str, Any], hw: Hardware) -> list[CheckResult]:
                     f"want {spec.link_speed_gts} GT/s x{spec.link_width}",
                 )
             )
+    return results
+
+
+def check_network(document: dict[str, Any], hw: Hardware) -> list[CheckResult]:
+    """network.interfaces[]: each [[nic]] by the MAC QEMU gave it, with its driver and the PCI
+    function of a NIC that pcie lists (the join); nothing else physical."""
+    interfaces = _items(_get(document, "network", "interfaces"))
+    results = [_equal("network ports", len(interfaces), len(hw.nics))]
+    by_mac = {str(i.get("permanent_mac_address") or i.get("mac_address")): i for i in interfaces}
+    nic_functions = {
+        d.get("address")
+        for d in _items(_get(document, "pcie", "devices"))
+        if (d.get("vendor_id"), d.get("device_id")) in {(n.vendor_id, n.device_id) for n in hw.nics}
+    }
+    for nic in hw.nics:
+        port = by_mac.get(nic.mac)
+        results.append(
+            _check(f"network port {nic.mac}", port is not None, f"ports: {sorted(by_mac)}")
+        )
+        if port is None:
+            continue
+        results.append(_equal(f"network port {nic.mac} driver", port.get("driver"), nic.model))
+        results.append(
+            _check(
+                f"network port {nic.mac} PCI function",
+                port.get("pci_address") in nic_functions,
+                f"got {port.get('pci_address')!r}, pcie NICs {sorted(map(str, nic_functions))}",
+            )
+        )
     return results
 
 
