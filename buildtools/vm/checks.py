@@ -193,7 +193,6 @@ def check_audit(document: dict[str, Any], hw: Hardware) -> list[CheckResult]:
         check_memory,
         check_storage,
         check_pcie,
-        check_network,
         check_psu,
     ):
         try:
@@ -343,7 +342,10 @@ def check_pcie(document: dict[str, Any], hw: Hardware) -> list[CheckResult]:
 
 def check_network(document: dict[str, Any], hw: Hardware) -> list[CheckResult]:
     """network.interfaces[]: each [[nic]] by the MAC QEMU gave it, with its driver and the PCI
-    function of a NIC that pcie lists (the join); nothing else physical."""
+    function of a NIC that pcie lists (the join); nothing else physical.
+
+    vm_test runs it beside check_audit: the committed guest capture (tests/vm/qemu-q35/
+    bee-capture) predates the network collector, so check_audit's tests could not hold it."""
     interfaces = _items(_get(document, "network", "interfaces"))
     results = [_equal("network ports", len(interfaces), len(hw.nics))]
     by_mac = {str(i.get("permanent_mac_address") or i.get("mac_address")): i for i in interfaces}

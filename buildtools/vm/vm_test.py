@@ -339,6 +339,7 @@ def boot_full(ctx: Context) -> tuple[BootReport, set[str]]:
         document = None
     if isinstance(document, dict):
         report.checks += [Check(*c) for c in vm_checks.check_audit(document, ctx.hw)]
+        report.checks += [Check(*c) for c in vm_checks.check_network(document, ctx.hw)]
     fru_text = (ctx.run_dir / "ipmitool-v-fru-print.txt").read_text(errors="replace")
     report.checks += [Check(*c) for c in vm_checks.check_ipmitool_fru(fru_text, ctx.hw)]
     return report, known_host_keys(ssh.known_hosts)

@@ -290,3 +290,16 @@ def test_findings_speed_and_pcie_width_joined(tmp_path):
         {"infiniband": [{"ports": 5}]},
     ):
         assert network.findings({"network": odd, "pcie": odd}) == []
+
+
+def test_summary_line(tmp_path):
+    from bee.serialize import to_jsonable
+
+    probe, _ = probe_over(server_capture(tmp_path, with_frames=True), "network")
+    section = to_jsonable(network.collect(probe, lldp_seconds=31.0))
+    assert network.summary_line(section) == (
+        "Network: 2 ports (1 link up), booted from ens1f1; LLDP: 1 neighbour"
+    )
+    for odd in (None, [], "x", {"interfaces": "x", "lldp": 3}, {"infiniband": [{"ports": [1]}]}):
+        line = network.summary_line(odd)
+        assert line is None or line.startswith("Network: 0 ports")

@@ -405,3 +405,33 @@ def findings(sections: Mapping[str, Any]) -> list[Finding]:
                     )
                 )
     return result
+
+
+# -- console summary --------------------------------------------------------------------------
+
+
+def summary_line(section: Any) -> str | None:
+    """'Network: 2 ports (1 link up), booted from enp3s0; LLDP: 1 neighbour; InfiniBand: 8 of 8
+    ports Active'. Reads the section as in the document; any shape, never raises."""
+    if not isinstance(section, dict):
+        return None
+    ports = [p for p in _list(section.get("interfaces")) if isinstance(p, dict)]
+    up = sum(1 for p in ports if p.get("carrier") is True)
+    text = f"Network: {len(ports)} port{'' if len(ports) == 1 else 's'} ({up} link up)"
+    boot = next((p.get("name") for p in ports if p.get("boot_interface") is True), None)
+    if boot:
+        text += f", booted from {boot}"
+    lldp = section.get("lldp")
+    if isinstance(lldp, dict):
+        count = len(_list(lldp.get("neighbors")))
+        text += f"; LLDP: {count} neighbour{'' if count == 1 else 's'}"
+    ib_ports = [
+        p
+        for d in _list(section.get("infiniband"))
+        for p in _list(_get(d, "ports"))
+        if _get(p, "link_layer") == "InfiniBand"
+    ]
+    if ib_ports:
+        active = sum(1 for p in ib_ports if _get(p, "state") == "ACTIVE")
+        text += f"; InfiniBand: {active} of {len(ib_ports)} ports Active"
+    return text
