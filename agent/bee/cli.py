@@ -30,6 +30,10 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
+def _seconds_or_off(text: str) -> float:
+    return 0.0 if text.strip() in ("0", "0.0", "off") else _positive_seconds(text)
+
+
 class _Version(argparse.Action):
     """argparse's own version action builds a help formatter (and imports shutil) to print one
     line; this prints it directly."""
@@ -67,6 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop waiting for tools after this long and write what there is (default 120)",
     )
     audit.add_argument("--no-qr", action="store_true", help="print the summary without QR code")
+    audit.add_argument(
+        "--lldp",
+        type=_seconds_or_off,
+        default=None,
+        metavar="SECONDS",
+        help="listen for LLDP on every up Ethernet port this long, all at once; 0 turns it off"
+        " (default 31: switches send every 30 s)",
+    )
     source = audit.add_mutually_exclusive_group()
     source.add_argument(
         "--capture",
@@ -199,13 +211,16 @@ def cmd_audit(args: argparse.Namespace) -> int:
         from bee.spec import command
 
         pending = command.start(args.spec, deadline)  # a URL is fetched while the audit runs
+    options = {} if args.lldp is None else {"lldp_seconds": args.lldp}
     try:
         if args.replay is not None:
             runner: Any = ReplayRunner(Path(args.replay))
-            document = run_audit(runner, deadline_s=deadline, mode="replay")
+            document = run_audit(runner, deadline_s=deadline, mode="replay", options=options)
         else:
             capture = Path(args.capture) if args.capture else None
-            document = run_audit(SystemRunner(), deadline_s=deadline, capture_dir=capture)
+            document = run_audit(
+                SystemRunner(), deadline_s=deadline, capture_dir=capture, options=options
+            )
     except CaptureError as exc:
         raise UsageError(str(exc)) from None
 

@@ -20,7 +20,7 @@ from conftest import FIXTURES, REALWORLD, mangle
 CASE = "firecracker-virtio-net.txt"
 FIXTURE_FILES = sorted(
     p
-    for tool in ("ethtool", "ethtool-i", "ethtool-P")
+    for tool in ("ethtool", "ethtool-i", "ethtool-permaddr")
     for p in (FIXTURES / tool).glob("*.txt")
     if ".expected." not in p.name
 )
@@ -38,7 +38,7 @@ def test_this_machines_virtio_nic():
     )
     assert info.firmware_version is None and info.firmware_psid is None
     assert (
-        parse_permanent_address((FIXTURES / "ethtool-P" / CASE).read_text()) == "02:fc:00:00:00:01"
+        parse_permanent_address((FIXTURES / "ethtool-permaddr" / CASE).read_text()) == "02:fc:00:00:00:01"
     )
     link = parse_settings((FIXTURES / "ethtool" / CASE).read_text())
     # "Speed: Unknown!", "Duplex: Unknown! (255)", "Supported link modes:   Not reported"

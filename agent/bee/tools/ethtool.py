@@ -144,5 +144,5 @@ def parse_settings(text: str) -> LinkSettings:
 PARSERS: dict[str, Callable[[str], object]] = {
     "ethtool": parse_settings,
     "ethtool-i": parse_driver_info,
-    "ethtool-P": parse_permanent_address,
+    "ethtool-permaddr": parse_permanent_address,
 }

@@ -24,6 +24,7 @@ from bee import packets
 from bee.findings import Finding
 from bee.macaddr import normalize_mac
 from bee.probe import Probe
+from bee.registry import Collector
 from bee.tools import ethtool, infiniband, ip, lldp
 from bee.tools.lspci import normalize_address
 
@@ -292,8 +293,7 @@ def _ethtool(probe: Probe, name: str):
 
 def collect(probe: Probe, *, lldp_seconds: float | None = None) -> Network | None:
     if lldp_seconds is None:
-        options: Mapping[str, Any] = getattr(probe, "options", None) or {}
-        lldp_seconds = float(options.get("lldp_seconds", LLDP_SECONDS))
+        lldp_seconds = float(probe.options.get("lldp_seconds", LLDP_SECONDS))
     names = probe.list_dir(SYS_NET)
     if names is None:
         return None
@@ -435,3 +435,19 @@ def summary_line(section: Any) -> str | None:
         active = sum(1 for p in ib_ports if _get(p, "state") == "ACTIVE")
         text += f"; InfiniBand: {active} of {len(ib_ports)} ports Active"
     return text
+
+
+COLLECTORS = (
+    Collector(
+        name="network",
+        order=55,
+        collects=(
+            "network ports, InfiniBand/RoCE, LLDP neighbours: /sys/class/net, ip -d -j addr show,"
+            " ethtool -i/-P, /sys/class/infiniband, a passive LLDP window"
+        ),
+        collect=collect,
+        findings=findings,
+        summary=summary_line,
+        parsers={**ethtool.PARSERS, **ip.PARSERS, **lldp.PARSERS},
+    ),
+)
