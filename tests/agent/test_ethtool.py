@@ -37,9 +37,8 @@ def test_this_machines_virtio_nic():
         "0000:00:03.0",
     )
     assert info.firmware_version is None and info.firmware_psid is None
-    assert (
-        parse_permanent_address((FIXTURES / "ethtool-permaddr" / CASE).read_text()) == "02:fc:00:00:00:01"
-    )
+    permanent = parse_permanent_address((FIXTURES / "ethtool-permaddr" / CASE).read_text())
+    assert permanent == "02:fc:00:00:00:01"
     link = parse_settings((FIXTURES / "ethtool" / CASE).read_text())
     # "Speed: Unknown!", "Duplex: Unknown! (255)", "Supported link modes:   Not reported"
     assert (link.speed_mbps, link.duplex, link.supported_max_speed_mbps) == (None, None, None)

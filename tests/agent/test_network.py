@@ -107,7 +107,7 @@ ETHTOOL_SETTINGS = (
 def server_capture(tmp_path, *, with_frames: bool):
     files = {
         **port_files("ens1f0"),
-        **port_files("ens1f1", operstate="down", speed="-1", duplex="unknown"),
+        **port_files("ens1f1", operstate="down", speed="-1", duplex="unknown", flags="0x1002"),
         "/proc/cmdline": "BOOT_IMAGE=/vmlinuz boot=live BOOTIF=01-3c-fd-fe-00-00-02\n",
     }
     del files[f"{NET}/ens1f1/carrier"]  # reading carrier fails while the port is down
@@ -186,10 +186,10 @@ def test_a_bonded_server_with_a_vlan_a_down_port_and_bootif(tmp_path):
         "3c:fd:fe:00:00:02",
     )
     assert (down.carrier, down.speed_mbps, down.duplex) == (None, 10000, "full")  # from ethtool
-    # LLDP: only the port that is up; the i40e firmware agent was turned off first.
+    # LLDP: only the port that is up (IFF_UP); the i40e firmware agent was turned off first.
     lldp = section.lldp
     assert lldp.listened == ["ens1f0"] and lldp.firmware_agent_disabled == ["ens1f0"]
-    assert [(p.interface, p.reason) for p in lldp.not_listened] == [("ens1f1", "link down")]
+    assert [(p.interface, p.reason) for p in lldp.not_listened] == [("ens1f1", "down")]
     assert [(n.interface, n.system_name, n.port_id) for n in lldp.neighbors] == [
         ("ens1f0", "leaf-07.rack12", "swp7")
     ]
