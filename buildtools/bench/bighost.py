@@ -492,6 +492,51 @@ def pci_sysfs(functions: list[PciFunction], cap: CaptureBuilder) -> None:
             cap.links[f"{path}/driver"] = f"../../../bus/pci/drivers/{driver}"
 
 
+# -- network -----------------------------------------------------------------------------------
+
+NET_FIXTURE_CASE = "firecracker-virtio-net"  # fixtures/{ethtool,ethtool-i,ethtool-permaddr,ip-addr}
+
+
+def network_capture(functions: list[PciFunction], cap: CaptureBuilder, fixtures: Path) -> int:
+    """One port per NIC function: sysfs, `ip -d -j addr show` and the three ethtool calls,
+    cloned from this build host's captured virtio port (fixtures/*/firecracker-virtio-net*)."""
+    try:
+        info = (fixtures / "ethtool-i" / f"{NET_FIXTURE_CASE}.txt").read_text(encoding="utf-8")
+        settings = (fixtures / "ethtool" / f"{NET_FIXTURE_CASE}.txt").read_text(encoding="utf-8")
+        links = json.loads((fixtures / "ip-addr" / f"{NET_FIXTURE_CASE}-d.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise BigHostError(f"no network fixture to clone: {exc}") from None
+    template = next((link for link in links if link.get("ifname") == "eth0"), None)
+    if template is None:
+        raise BigHostError("the ip-addr fixture has no eth0 to clone")
+    names, entries = [], [link for link in links if link.get("ifname") == "lo"]
+    for n, function in enumerate(f for f in functions if f.kind == "nic"):
+        name, mac = f"ens{n + 1}", f"02:be:e0:00:{n // 256:02x}:{n % 256:02x}"
+        names.append(name)
+        base = f"/sys/class/net/{name}"
+        cap.links[base] = (
+            f"../../devices/pci{function.address[:4]}:00/{function.address}/net/{name}"
+        )
+        cap.links[f"{base}/device"] = f"../../../{function.address}"
+        cap.links[f"{base}/device/driver"] = "../../../../bus/pci/drivers/virtio-pci"
+        values = {"address": mac, "type": "1", "operstate": "up", "carrier": "1", "mtu": "9000",
+                  "speed": "100000", "duplex": "full", "flags": "0x1003"}  # fmt: skip
+        for key, value in values.items():
+            cap.file(f"{base}/{key}", value + "\n")
+        entry = copy.deepcopy(template)
+        entry.update(ifname=name, ifindex=n + 2, address=mac, parentbus="pci")
+        entry.update(parentdev=function.address, addr_info=[])
+        entries.append(entry)
+        bus = "bus-info: " + function.address
+        cap.command(["ethtool", "-i", name], re.sub(r"(?m)^bus-info:.*$", bus, info))
+        cap.command(["ethtool", "-P", name], f"Permanent address: {mac}\n")
+        cap.command(["ethtool", name], settings.replace("eth0", name))
+    cap.dirs["/sys/class/net"] = sorted(["lo", *names])
+    cap.links["/sys/class/net/lo"] = "../../devices/virtual/net/lo"
+    cap.command(["ip", "-d", "-j", "addr", "show"], json.dumps(entries) + "\n")
+    return len(names)
+
+
 # -- storage -----------------------------------------------------------------------------------
 
 
@@ -927,6 +972,9 @@ def generate(
         made = sum(1 for f in functions if f.kind == kind)
         if made < wanted:
             notes.append(f"no lspci fixture has a {kind} record: {wanted - made} fewer of them")
+
+    network_capture(functions, cap, fixtures)
+    cap.file("/proc/cmdline", "BOOT_IMAGE=/live/vmlinuz boot=live components quiet\n")
 
     # Storage.
     protocols = [_smart_protocol(s.text) for s in seeds.smartctl]
