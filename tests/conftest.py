@@ -188,3 +188,29 @@ def mangle(data, text: str) -> str:
     if data.draw(st.booleans()):
         damaged = damaged[: data.draw(st.integers(0, len(damaged)))]
     return damaged
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now (the server started next binds it)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_listening(process: subprocess.Popen, port: int, what: str, timeout: float = 10) -> None:
+    """Until a server the test started accepts on 127.0.0.1:port; its stderr if it ended."""
+    import socket
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} ended: {process.stderr.read() if process.stderr else ''!r}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{what} did not listen on 127.0.0.1:{port} within {timeout:.0f} s")

@@ -25,17 +25,11 @@ from bee.upload import (
     target,
     url_from_cmdline,
 )
-from conftest import REPO, run_bee
+from conftest import REPO, free_port, run_bee, wait_listening
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
 needs_nginx = pytest.mark.skipif(NGINX is None, reason="needs nginx (apt install nginx-light)")
 DOCUMENT = REPO / "tests" / "vm" / "qemu-q35" / "bee-capture"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class Nginx:
@@ -95,16 +89,7 @@ http {{
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"nginx did not start: {self.process.stderr.read()!r}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("nginx did not listen within 10 s")
+        wait_listening(self.process, self.port, "nginx")
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import AGENT_DIR, REPO, run_bee
+from conftest import AGENT_DIR, REPO, free_port, run_bee, wait_listening
 
 PLAYBOOK_DIR = REPO / "ansible"
 SSHD = "/usr/sbin/sshd"
@@ -40,12 +39,6 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare (util-linux)"),
     pytest.mark.skipif(ansible_playbook() is None, reason="needs ansible-core (pip)"),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class Node:
@@ -82,16 +75,7 @@ class Node:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"sshd for {name} ended: {self.process.stderr.read()!r}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"sshd for {name} did not listen")
+        wait_listening(self.process, self.port, f"sshd for {name}")
 
     def audit_done(self, rc: int, document: bytes | None) -> None:
         """What bee-audit-boot leaves: the document, then /run/bee/audit-status."""
