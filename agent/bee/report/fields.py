@@ -128,7 +128,7 @@ def read_dimms(document: dict[str, Any]) -> str:
         return why
     slots = items(document, "memory", "slots")
     dimms = len(_dimms(document))
-    return f"{dimms} {'DIMM' if dimms == 1 else 'DIMMs'} in {len(slots)} slots"
+    return f"{dimms} {'DIMM' if dimms == 1 else 'DIMMs'} in {len(slots)} slot{'' if len(slots) == 1 else 's'}"
 
 
 def read_dimm_types(document: dict[str, Any]) -> str:
