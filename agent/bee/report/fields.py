@@ -128,7 +128,8 @@ def read_dimms(document: dict[str, Any]) -> str:
         return why
     slots = items(document, "memory", "slots")
     dimms = len(_dimms(document))
-    return f"{dimms} {'DIMM' if dimms == 1 else 'DIMMs'} in {len(slots)} slot{'' if len(slots) == 1 else 's'}"
+    dimm_word = "DIMM" if dimms == 1 else "DIMMs"
+    return f"{dimms} {dimm_word} in {len(slots)} {'slot' if len(slots) == 1 else 'slots'}"
 
 
 def read_dimm_types(document: dict[str, Any]) -> str:
