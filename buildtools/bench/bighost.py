@@ -42,6 +42,7 @@ if str(AGENT) not in sys.path:
     sys.path.insert(0, str(AGENT))
 
 from bee import capture as bee_capture  # noqa: E402  (the agent lives in agent/, not installed)
+from bee.tools import boot as bee_boot  # noqa: E402
 from bee.tools import dmidecode as bee_dmidecode  # noqa: E402
 from bee.tools import ipmitool as bee_ipmitool  # noqa: E402
 from bee.tools import lsblk as bee_lsblk  # noqa: E402
@@ -49,6 +50,8 @@ from bee.tools import nvidia_smi as bee_nvidia_smi  # noqa: E402
 from bee.tools import smartctl as bee_smartctl  # noqa: E402
 
 DEFAULT_FIXTURES = REPO / "fixtures"
+# The boot section's files come from this capture under fixtures/captures/ as they are.
+BOOT_SEED = "boot-qemu-q35-ovmf-secureboot-shim-grub"
 # Per-call delays of the real tools on a big server (seconds); the bench's slow shims use them,
 # and they are the `duration_s` of each command in the generated manifest.
 DEFAULT_DELAYS: dict[str, float] = {
@@ -1023,6 +1026,13 @@ def generate(
             "  Release Build  (bee-bighost)\n",
         )
         notes.append(f"{bee_nvidia_smi.PROC_VERSION} written from the XML's driver version")
+
+    # Boot: as the QEMU guest booted by OVMF with Secure Boot recorded it.
+    booted = fixtures / "captures" / BOOT_SEED
+    boot_manifest = json.loads((booted / bee_capture.MANIFEST).read_text(encoding="utf-8"))
+    for path in (bee_boot.CMDLINE, bee_boot.SECURE_BOOT_VAR, bee_boot.LOCKDOWN):
+        cap.file(path, (booted / boot_manifest["files"][path]).read_text(encoding="utf-8"))
+    cap.dirs["/sys/firmware"] = boot_manifest["dirs"]["/sys/firmware"]
 
     # Host identity.
     name = f"bighost-{shape.gpus}g{shape.disks + shape.nvme}d"

@@ -293,3 +293,13 @@ def test_a_value_derived_from_a_shared_result_is_computed_once():
     for thread in threads:
         thread.join(10)
     assert calls == [1] and len(got) == 2 and got[0] is got[1]
+
+
+def test_docs_example_is_the_real_boot_collector():
+    text = (REPO / "docs" / "architecture.md").read_text(encoding="utf-8")
+    example = text.split("### The pieces of a collector", 1)[1].split("\n### ", 1)[0]
+    blocks = [b.split("```", 1)[0] for b in example.split("```python\n")[1:]]
+    source = (REPO / "agent" / "bee" / "tools" / "boot.py").read_text(encoding="utf-8")
+    assert len(blocks) == 4
+    for block in blocks:
+        assert block in source, block

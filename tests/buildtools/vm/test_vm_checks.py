@@ -30,10 +30,23 @@ def hw() -> qemu.Hardware:
     return qemu.load_hardware()
 
 
-@pytest.fixture(scope="module")
-def document() -> dict[str, Any]:
+# Collectors added after tests/vm/qemu-q35/bee-capture was recorded: the capture holds nothing
+# they read, so their sections are left out, as the bee that recorded it wrote none.
+NEWER_THAN_CAPTURE = ("boot",)
+
+
+def replayed() -> dict[str, Any]:
     doc = run_audit(ReplayRunner(EVIDENCE / "bee-capture"), mode="replay")
     return json.loads(json.dumps(doc))  # exactly what lands in the JSON file
+
+
+@pytest.fixture(scope="module")
+def document() -> dict[str, Any]:
+    doc = replayed()
+    for name in NEWER_THAN_CAPTURE:
+        assert doc["collectors"].pop(name)["status"] == "empty", f"{name} is in the capture now"
+        doc.pop(name)
+    return doc
 
 
 def failures(results: list[vm_checks.CheckResult]) -> list[vm_checks.CheckResult]:
@@ -53,8 +66,8 @@ def test_the_replayed_audit_matches_the_hardware(document: dict, hw: qemu.Hardwa
     assert len(results) >= 40
 
 
-def test_every_registered_collector_is_checked(document: dict, hw: qemu.Hardware) -> None:
-    names = {r[0] for r in vm_checks.check_collectors(document, hw)}
+def test_every_registered_collector_is_checked(hw: qemu.Hardware) -> None:
+    names = {r[0] for r in vm_checks.check_collectors(replayed(), hw)}
     for section in section_names():
         assert any(n.startswith(f"collector {section} ") for n in names), section
     assert set(vm_checks.MAY_BE_EMPTY) <= set(section_names())
