@@ -191,8 +191,14 @@ def disable_firmware_lldp(probe: Probe, ports: list[_Sysfs], names: list[str]) -
     for port in ports:
         if port.driver == "i40e" and port.name in names:
             argv = ["ethtool", "--set-priv-flags", port.name, "disable-fw-lldp", "on"]
-            if probe.run(argv, timeout_s=ETHTOOL_TIMEOUT_S).ok:
+            result = probe.run(argv, timeout_s=ETHTOOL_TIMEOUT_S, check=False)
+            if result.ok:
                 disabled.append(port.name)
+            elif not result.not_found:  # older firmware has no such flag: LLDP may stay unseen
+                probe.note(
+                    f"{port.name}: i40e firmware LLDP agent not turned off: "
+                    f"{result.describe_failure()}"
+                )
     return disabled
 
 
