@@ -104,7 +104,7 @@ ETHTOOL_SETTINGS = (
 )
 
 
-def server_capture(tmp_path, *, with_frames: bool):
+def server_capture(tmp_path, *, with_frames: bool, priv_flag_rc: int = 0):
     files = {
         **port_files("ens1f0"),
         **port_files("ens1f1", operstate="down", speed="-1", duplex="unknown", flags="0x1002"),
@@ -125,7 +125,7 @@ def server_capture(tmp_path, *, with_frames: bool):
     commands = [(list(network.IP_ARGV), 0, IP_JSON)]
     for name, bdf, perm in (("ens1f0", "0000:3b:00.0", "01"), ("ens1f1", "0000:3b:00.1", "02")):
         commands += [
-            (["ethtool", "--set-priv-flags", name, "disable-fw-lldp", "on"], 0, ""),
+            (["ethtool", "--set-priv-flags", name, "disable-fw-lldp", "on"], priv_flag_rc, ""),
             (["ethtool", "-i", name], 0, ETHTOOL_I.format(bdf)),
             (["ethtool", "-P", name], 0, f"Permanent address: 3c:fd:fe:00:00:{perm}\n"),
             (["ethtool", name], 0, ETHTOOL_SETTINGS),
@@ -303,3 +303,11 @@ def test_summary_line(tmp_path):
     for odd in (None, [], "x", {"interfaces": "x", "lldp": 3}, {"infiniband": [{"ports": [1]}]}):
         line = network.summary_line(odd)
         assert line is None or line.startswith("Network: 0 ports")
+
+
+def test_firmware_without_the_lldp_flag_is_a_note_not_an_error(tmp_path):
+    probe, _ = probe_over(server_capture(tmp_path, with_frames=True, priv_flag_rc=1), "network")
+    section = network.collect(probe, lldp_seconds=31.0)
+    assert section.lldp.firmware_agent_disabled == [] and probe.errors == []
+    (note,) = probe.notes
+    assert note.startswith("ens1f0: i40e firmware LLDP agent not turned off: ethtool")
