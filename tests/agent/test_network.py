@@ -8,7 +8,7 @@ import json
 from bee.findings import Finding
 from bee.packets import ETH_P_LLDP
 from bee.tools import lspci, network
-from bee.tools.network import boot_mac, device_path_pci_address
+from bee.tools.network import device_path_pci_address
 from conftest import FIXTURES, assert_section_valid, probe_over, write_capture
 
 NET = "/sys/class/net"
@@ -24,13 +24,6 @@ def test_pci_address_from_the_device_path():
     ) == ("0000:3b:00.0")  # the NIC, not the root port above it
     assert device_path_pci_address("../../devices/virtual/net/lo") is None
     assert device_path_pci_address(None) is None
-
-
-def test_bootif():
-    assert boot_mac("BOOT_IMAGE=/vmlinuz BOOTIF=01-3C-FD-FE-00-00-01 quiet") == "3c:fd:fe:00:00:01"
-    assert boot_mac("BOOTIF=3c:fd:fe:00:00:01") == "3c:fd:fe:00:00:01"
-    assert boot_mac("BOOTIF=garbage quiet") is None
-    assert boot_mac("") is None and boot_mac(None) is None
 
 
 def port_files(name: str, **values: str) -> dict[str, str]:

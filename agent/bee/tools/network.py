@@ -25,6 +25,7 @@ from bee.findings import Finding
 from bee.macaddr import normalize_mac
 from bee.probe import Probe
 from bee.registry import Collector
+from bee.tools import boot as boot_section
 from bee.tools import ethtool, infiniband, ip, lldp
 from bee.tools.lspci import normalize_address
 
@@ -240,16 +241,6 @@ def listen_lldp(
 # -- the collector ----------------------------------------------------------------------------
 
 
-def boot_mac(cmdline: str | None) -> str | None:
-    """BOOTIF=01-52-54-00-be-e0-01 (PXELINUX IPAPPEND 2, iPXE): hardware type 01, then the MAC."""
-    for word in (cmdline or "").split():
-        key, sep, value = word.partition("=")
-        if sep and key == "BOOTIF":
-            kind, dash, mac = value.partition("-")
-            return normalize_mac(mac if dash and len(kind) == 2 else value)
-    return None
-
-
 def _interface(
     port: _Sysfs,
     *,
@@ -347,7 +338,8 @@ def collect(probe: Probe, *, lldp_seconds: float | None = None) -> Network | Non
         tool_outputs = [future.result() for future in per_port]
     links = ip.parse(result.stdout) if result.stdout.strip() else []
     by_name = {link.name: link for link in links}
-    boot = boot_mac(probe.read_text("/proc/cmdline"))
+    cmdline = probe.read_text(boot_section.CMDLINE)
+    boot = boot_section.parse_cmdline(cmdline).bootif_mac if cmdline is not None else None
     interfaces = []
     for port, (driver_info, permanent, settings) in zip(ports, tool_outputs, strict=True):
         interfaces.append(
