@@ -523,3 +523,27 @@ def test_nan_and_huge_numbers_in_a_document_do_not_raise(qemu):
     odd["memory"]["slots"][0]["speed_mts"] = 10**400
     got = statuses(judge(spec, odd))
     assert got["MEMORY-TOTAL-BYTES"] == FAIL and got["MEMORY-DIMM-SPEED-MTS"] == FAIL
+
+
+def test_network_ports_are_pinned_by_driver_firmware_and_speed_never_by_mac():
+    ports = [
+        {"name": f"ens{i}", "driver": "mlx5_core", "firmware_version": "28.39.2048 (MT_0000000838)",
+         "firmware_psid": "MT_0000000838", "supported_max_speed_mbps": 400000,
+         "mac_address": f"b8:3f:d2:00:00:0{i}", "permanent_mac_address": f"b8:3f:d2:00:00:0{i}"}
+        for i in range(4)
+    ]  # fmt: skip
+    document = {
+        "schema_version": 1,
+        "collectors": {"network": {"status": "ok"}},
+        "network": {"interfaces": ports, "infiniband": []},
+        "findings": [],
+    }
+    spec, text = spec_for(document)
+    assert judge(spec, document).status == ACCEPT
+    assert "b8:3f:d2" not in text and 'firmware_psid = "MT_0000000838"' in text
+    older = copy.deepcopy(document)
+    older["network"]["interfaces"][2]["firmware_version"] = "28.36.1010 (MT_0000000838)"
+    assert statuses(judge(spec, older))["NIC-MLX5-CORE-FIRMWARE-VERSION"] == FAIL
+    assert [i for i, s in statuses(judge(spec, older)).items() if s != PASS] == [
+        "NIC-MLX5-CORE-FIRMWARE-VERSION"
+    ]

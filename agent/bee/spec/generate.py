@@ -118,6 +118,20 @@ RULES: tuple[Parts, ...] = (
         ),
     ),
     Parts(
+        prefix="NIC",
+        what="network ports",
+        select="network.interfaces",
+        group_by=("driver",),
+        pinned=("firmware_version", "firmware_psid", "supported_max_speed_mbps"),
+    ),
+    Parts(
+        prefix="IB",
+        what="InfiniBand / RoCE devices",
+        select="network.infiniband",
+        group_by=("hca_type",),
+        pinned=("firmware_version", "board_id"),
+    ),
+    Parts(
         prefix="PSU",
         what="present power supplies",
         select="psu.power_supplies",
