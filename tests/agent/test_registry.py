@@ -303,3 +303,22 @@ def test_docs_example_is_the_real_boot_collector():
     assert len(blocks) == 4
     for block in blocks:
         assert block in source, block
+
+
+def test_a_document_of_an_older_bee_validates_and_checks(tmp_path, validate_document):
+    """fixtures/documents/: what bee wrote before the registry (seven sections, no boot). It
+    validates, and bee check and bee report read it beside a document of today's bee."""
+    old = FIXTURES / "documents" / "qemu-q35-bee-19fb8d7.json"
+    validate_document(json.loads(old.read_text(encoding="utf-8")))
+    new = tmp_path / "new.json"
+    new.write_text(
+        json.dumps(run_audit(ReplayRunner(QEMU_CAPTURE), deadline_s=30, mode="replay")),
+        encoding="utf-8",
+    )
+    for source, judged in ((old, old), (old, new), (new, old)):
+        spec = tmp_path / f"{source.stem}.toml"
+        assert run_bee("spec", str(source), "-o", str(spec)).returncode == 0
+        proc = run_bee("check", "--json", str(spec), str(judged))
+        assert json.loads(proc.stdout)["status"] == "ACCEPT", (source.name, judged.name)
+    proc = run_bee("report", str(old), str(new), "-o", str(tmp_path / "report.html"))
+    assert proc.returncode == 0 and "2 nodes" in proc.stdout + proc.stderr, proc.stderr
