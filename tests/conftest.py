@@ -10,11 +10,18 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from bee.capture import RecordingRunner, ReplayRunner
 from bee.probe import Probe
 from bee.runner import RC_TIMEOUT
+
+# No timed assertions in tests: Hypothesis's per-example deadline (200 ms) and its "too slow"
+# health check failed replay tests when CI ran on a loaded machine. A test that bounds time on
+# purpose sets its own deadline.
+settings.register_profile("bee", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("bee")
 
 REPO = Path(__file__).resolve().parent.parent
 AGENT_DIR = REPO / "agent"
