@@ -42,11 +42,14 @@ if str(AGENT) not in sys.path:
     sys.path.insert(0, str(AGENT))
 
 from bee import capture as bee_capture  # noqa: E402  (the agent lives in agent/, not installed)
+from bee.tools import bmc as bee_bmc  # noqa: E402
 from bee.tools import boot as bee_boot  # noqa: E402
 from bee.tools import dmidecode as bee_dmidecode  # noqa: E402
+from bee.tools import health as bee_health  # noqa: E402
 from bee.tools import ipmitool as bee_ipmitool  # noqa: E402
 from bee.tools import lsblk as bee_lsblk  # noqa: E402
 from bee.tools import nvidia_smi as bee_nvidia_smi  # noqa: E402
+from bee.tools import nvidia_smi_nvlink as bee_nvlink  # noqa: E402
 from bee.tools import smartctl as bee_smartctl  # noqa: E402
 
 DEFAULT_FIXTURES = REPO / "fixtures"
@@ -855,6 +858,12 @@ class Seeds:
     nvme_smart_log: Seed
     ipmitool_fru: Seed
     nvidia_smi: Seed
+    ipmitool_mc: Seed
+    ipmitool_lan: Seed
+    ipmitool_sel: Seed
+    ipmitool_sdr: Seed
+    kernel_log: Seed
+    nvlink: Seed
 
     def paths(self) -> dict[str, list[str]]:
         def rel(seed: Seed) -> str:
@@ -872,6 +881,12 @@ class Seeds:
             "nvme-smart-log": [rel(self.nvme_smart_log)],
             "ipmitool-fru": [rel(self.ipmitool_fru)],
             "nvidia-smi": [rel(self.nvidia_smi)],
+            "ipmitool-mc-info": [rel(self.ipmitool_mc)],
+            "ipmitool-lan": [rel(self.ipmitool_lan)],
+            "ipmitool-sel": [rel(self.ipmitool_sel)],
+            "ipmitool-sdr": [rel(self.ipmitool_sdr)],
+            "kernel-log": [rel(self.kernel_log)],
+            "nvidia-smi-nvlink": [rel(self.nvlink)],
         }
 
 
@@ -920,7 +935,27 @@ def find_seeds(sources: Sources) -> Seeds:
         ),
         ipmitool_fru=pick_seed(sources, "ipmitool-fru", _fru_score, "a power supply"),
         nvidia_smi=pick_seed(sources, "nvidia-smi", _nvidia_score, "a <gpu>"),
+        ipmitool_mc=pick_seed(sources, "ipmitool-mc-info", _has("Firmware Revision"), "a BMC"),
+        ipmitool_lan=pick_seed(sources, "ipmitool-lan", _has("MAC Address"), "a LAN channel"),
+        ipmitool_sel=pick_seed(sources, "ipmitool-sel", _has(" | "), "an event"),
+        ipmitool_sdr=pick_seed(sources, "ipmitool-sdr", _has(" | "), "a sensor"),
+        kernel_log=pick_seed(sources, "kernel-log", _has("Linux version"), "a boot"),
+        nvlink=pick_seed(sources, "nvidia-smi-nvlink", _has("GB/s"), "an active link"),
     )
+
+
+def _has(marker: str) -> Callable[[str], int]:
+    return lambda text: int(marker in text)
+
+
+def nvlink_output(seed: Seed, xml: str) -> str:
+    """`nvidia-smi nvlink -s` for the host's GPUs: the seed's first GPU's link lines each."""
+    links = next(g.links for g in bee_nvlink.parse(seed.text).gpus if g.links)
+    lines = []
+    for gpu in bee_nvidia_smi.parse(xml).gpus:
+        lines.append(f"GPU {gpu.index}: {gpu.name} (UUID: {gpu.uuid})")
+        lines += [f"\t {link.raw}" for link in links if link.active]
+    return "\n".join(lines) + "\n"
 
 
 def generate(
@@ -1004,6 +1039,16 @@ def generate(
 
     # BMC.
     cap.command(list(bee_ipmitool.FRU_ARGV), fru_output(seeds.ipmitool_fru, shape.psus))
+    cap.command(list(bee_bmc.MC_INFO_ARGV), seeds.ipmitool_mc.text)
+    for channel in bee_bmc.LAN_CHANNELS:
+        argv = ["ipmitool", "lan", "print", str(channel)]
+        if channel == bee_bmc.LAN_CHANNELS[0]:
+            cap.command(argv, seeds.ipmitool_lan.text)
+        else:
+            cap.command(argv, "", 1)  # "Invalid channel N" on stderr: not a LAN channel
+    cap.command(list(bee_bmc.SEL_ARGV), seeds.ipmitool_sel.text)
+    cap.command(list(bee_bmc.SDR_ARGV), seeds.ipmitool_sdr.text)
+    cap.command(list(bee_health.KERNEL_LOG_ARGV), seeds.kernel_log.text)
     dev = sorted(
         ["console", "ipmi0", "mem", "null", "nvidiactl", "zero"]
         + [f"nvidia{i}" for i in range(shape.gpus)]
@@ -1016,6 +1061,7 @@ def generate(
     gpu_buses = [f.address for f in functions if f.kind == "gpu"]
     xml = nvidia_output(seeds.nvidia_smi, gpu_buses)
     cap.command(list(bee_nvidia_smi.ARGV), xml)
+    cap.command(list(bee_nvlink.ARGV), nvlink_output(seeds.nvlink, xml))
     proc_version = proc_version_beside(seeds.nvidia_smi.path)
     if proc_version is not None:
         cap.file(bee_nvidia_smi.PROC_VERSION, proc_version.read_text(encoding="utf-8"))

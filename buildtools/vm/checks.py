@@ -183,6 +183,9 @@ def _items(value: Any) -> list[dict[str, Any]]:
     return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
 
+SINCE_REGISTRY = frozenset({"bmc", "health"})
+
+
 def check_audit(document: dict[str, Any], hw: Hardware) -> list[CheckResult]:
     """The audit against the hardware description; see each helper for the fields it reads."""
     results: list[CheckResult] = []
@@ -194,7 +197,14 @@ def check_audit(document: dict[str, Any], hw: Hardware) -> list[CheckResult]:
         check_storage,
         check_pcie,
         check_psu,
+        check_bmc,
+        check_health,
     ):
+        section = part.__name__.removeprefix("check_")
+        if section in SINCE_REGISTRY and section not in (document.get("collectors") or {}):
+            # A document from a bee before this collector existed (the committed capture):
+            # check_collectors judges which collectors must be there.
+            continue
         try:
             results += part(document, hw)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -394,6 +404,78 @@ def check_psu(document: dict[str, Any], hw: Hardware) -> list[CheckResult]:
         results.append(
             _equal(f"{label} capacity (W)", got.get("capacity_w"), device.power_supply.capacity_w)
         )
+    return results
+
+
+def check_bmc(document: dict[str, Any], hw: Hardware) -> list[CheckResult]:
+    """bmc.identity (ipmitool mc info) from [bmc]; bmc.sensors (sdr elist) from [[sensor]]."""
+    results: list[CheckResult] = []
+    identity = _get(document, "bmc", "identity") or {}
+    if hw.bmc:
+        results.append(
+            _equal(
+                "BMC manufacturer id",
+                identity.get("manufacturer_id"),
+                hw.bmc.get("manufacturer_id"),
+            )
+        )
+        results.append(
+            _equal("BMC firmware", identity.get("firmware_revision"), hw.bmc.get("firmware"))
+        )
+    sensors = {s.get("name"): s for s in _items(_get(document, "bmc", "sensors", "sensors"))}
+    for sensor in hw.sensors:
+        got = sensors.get(sensor.name)
+        results.append(
+            _check(f"BMC sensor {sensor.name}", got is not None, repr(got)[:200] if got else
+                   f"not in {sorted(map(str, sensors))}")
+        )  # fmt: skip
+    return results
+
+
+def check_bmc_events(document: dict[str, Any], hw: Hardware) -> list[CheckResult]:
+    """After vm_test logged the [[sel_event]]s in the guest: each is in bmc.sel.entries, and
+    the bmc findings have the severity its `expect` names (persistent, with the raw line)."""
+    results: list[CheckResult] = []
+    entries = _items(_get(document, "bmc", "sel", "entries"))
+    findings = [f for f in _items(document.get("findings")) if f.get("source") == "bmc"]
+    for event in hw.sel_events:
+        sensor, state = event.sensor.name, event.state
+        direction = "deasserted" if event.deasserted else "asserted"
+        found = [
+            e
+            for e in entries
+            if str(e.get("sensor", "")).endswith(sensor)
+            and e.get("event") == state
+            and e.get("direction") == direction
+        ]
+        results.append(_check(f"SEL: {sensor} {state} {direction}", bool(found), f"{len(found)}"))
+        expect = event.expect
+        if expect:
+            match = [
+                f
+                for f in findings
+                if str(f.get("subject", "")).endswith(sensor) and state in str(f.get("message"))
+            ]
+            got = [(f.get("severity"), f.get("persistence"), bool(f.get("raw"))) for f in match]
+            results.append(
+                _equal(f"finding for SEL {sensor} {state}", got, [(expect, "persistent", True)])
+            )
+    return results
+
+
+def check_health(document: dict[str, Any], hw: Hardware) -> list[CheckResult]:
+    """health: the kernel log was read, and holds no Xid, MCE or fatal AER line in QEMU."""
+    results: list[CheckResult] = []
+    log = _get(document, "health", "kernel_log")
+    results.append(_check("health: kernel log read", isinstance(log, dict), repr(log)[:100]))
+    counts = (log or {}).get("counts") or {}
+    results.append(
+        _equal(
+            "health: Xid/MCE lines in the kernel log",
+            counts.get("xid", 0) + counts.get("mce", 0),
+            0,
+        )
+    )
     return results
 
 

@@ -34,6 +34,20 @@ ENTITY_IDS = {
 }
 
 
+# IPMI 2.0 table 42-3 sensor types, table 42-2 event/reading types, and the entity IDs
+# (table 43-13) sensors name.
+SENSOR_TYPES = {
+    "temperature": 0x01, "voltage": 0x02, "fan": 0x04, "processor": 0x07,
+    "power_supply": 0x08, "power_unit": 0x09, "memory": 0x0C, "drive_slot": 0x0D,
+}  # fmt: skip
+READING_TYPES = {"threshold": 0x01, "redundancy": 0x0B, "sensor_specific": 0x6F}
+SENSOR_ENTITIES = {
+    "processor": 0x03, "disk_bay": 0x04, "system_board": 0x07, "power_supply": 0x0A,
+    "fan": 0x1D, "memory_device": 0x20,
+}  # fmt: skip
+QEMU_LIVE_SENSORS = 20  # ipmi-bmc-sim's MAX_SENSORS
+
+
 class FruError(ValueError):
     """The description cannot be encoded (a string too long, a missing field, ...)."""
 
@@ -82,6 +96,33 @@ class FruDevice:
     product: ProductArea | None = None
     chassis: ChassisArea | None = None
     power_supply: PowerSupplyRecord | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Sensor:
+    number: int
+    name: str
+    type: str  # a SENSOR_TYPES key
+    reading: str  # a READING_TYPES key
+    entity: str  # a SENSOR_ENTITIES key
+    instance: int
+    states: tuple[int, ...] = ()  # discrete: the offsets it supports
+    thresholds: tuple[int, int, int] = (
+        0,
+        0,
+        0,
+    )  # threshold: upper non-recoverable, critical, non-critical
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SelEvent:
+    """An event vm_test logs through the guest's BMC ([[sel_event]])."""
+
+    sensor: Sensor
+    offset: int  # the event offset (sensor-specific or generic state bit)
+    state: str  # what ipmitool prints for it: "Power Supply AC lost"
+    deasserted: bool = False
+    expect: str | None = None  # the severity of the bmc finding bee must raise
 
 
 # --- encoding ---------------------------------------------------------------------------------
@@ -239,9 +280,40 @@ def encode_fru_locator(device: FruDevice, record_id: int, instance: int) -> byte
     return header + body + name
 
 
-def encode_sdr_file(devices: list[FruDevice]) -> bytes:
-    """The sdrfile: one FRU Device Locator per device (QEMU renumbers the record IDs itself)."""
-    records: list[bytes] = []
+def encode_sensor_record(sensor: Sensor) -> bytes:
+    """A compact record (discrete sensor) or a full record (threshold sensor, degrees C)."""
+    name = sensor.name.encode("ascii", errors="strict")
+    if not 1 <= len(name) <= 16:
+        raise FruError(f"sensor name {sensor.name!r} must be 1 to 16 ASCII characters")
+    key = bytes([BMC_SLAVE_ADDRESS, 0x00, sensor.number])
+    entity = bytes([SENSOR_ENTITIES[sensor.entity], sensor.instance])
+    kind, reading = SENSOR_TYPES[sensor.type], READING_TYPES[sensor.reading]
+    if reading != READING_TYPES["threshold"]:
+        # 0x63: scanning and events enabled (QEMU reads bits 6 and 5); masks: assertion,
+        # deassertion and readable states are the offsets the sensor supports.
+        mask = sum(1 << bit for bit in sensor.states).to_bytes(2, "little")
+        body = key + entity + bytes([0x63, 0x00, kind, reading]) + mask * 3 + bytes(11)
+        record_type = 0x02
+    else:
+        unr, ucr, unc = sensor.thresholds
+        body = (
+            key
+            + entity
+            + bytes([0x7F, 0x68, kind, reading])  # init all; thresholds readable
+            + bytes([0x00, 0x00, 0x00, 0x00, 0x38, 0x38])  # upper thresholds readable/settable
+            + bytes([0x00, 0x01, 0x00, 0x00, 1, 0, 0, 0, 0, 0, 0x00])  # degrees C, M=1, B=0
+            + bytes([40, 80, 10, 127, 0])  # nominal, normal max/min, sensor max/min
+            + bytes([unr, ucr, unc, 0, 0, 0, 2, 2, 0, 0, 0])  # thresholds, hysteresis, OEM
+        )
+        record_type = 0x01
+    body += bytes([0xC0 | len(name)]) + name
+    return bytes([0, 0, 0x51, record_type, len(body)]) + body
+
+
+def encode_sdr_file(devices: list[FruDevice], sensors: tuple[Sensor, ...] = ()) -> bytes:
+    """The sdrfile: the sensors, then one FRU Device Locator per device (QEMU renumbers the
+    record IDs itself)."""
+    records: list[bytes] = [encode_sensor_record(sensor) for sensor in sensors]
     instances: dict[str, int] = {}
     for number, device in enumerate(devices, 1):
         instances[device.entity] = instances.get(device.entity, 0) + 1
@@ -338,10 +410,106 @@ def parse_devices(tables: list[dict]) -> list[FruDevice]:
     return devices
 
 
-def write_images(devices: list[FruDevice], out_dir: Path) -> tuple[Path, Path]:
+def parse_sensors(tables: list[dict]) -> tuple[Sensor, ...]:
+    """The [[sensor]] tables of the hardware description."""
+    sensors: list[Sensor] = []
+    numbers: set[int] = set()
+    for index, table in enumerate(tables, 1):
+        where = f"sensor #{index}"
+        number = _int(table, "number", where)
+        if not 0 <= number <= 0xFE or number in numbers:
+            raise FruError(f"{where}: number {number} must be unique and within 0..254")
+        numbers.add(number)
+        for key, known in (
+            ("type", SENSOR_TYPES),
+            ("reading", READING_TYPES),
+            ("entity", SENSOR_ENTITIES),
+        ):
+            if _text(table, key, where) not in known:
+                raise FruError(f"{where}: {key} {table[key]!r} is not one of {sorted(known)}")
+        states = table.get("states", [])
+        if not isinstance(states, list) or not all(
+            isinstance(s, int) and 0 <= s < 15 for s in states
+        ):
+            raise FruError(f"{where}: states must be a list of offsets 0..14")
+        threshold = table["reading"] == "threshold"
+        sensors.append(
+            Sensor(
+                number=number,
+                name=_text(table, "name", where),
+                type=table["type"],
+                reading=table["reading"],
+                entity=table["entity"],
+                instance=_int(table, "instance", where),
+                states=tuple(states),
+                thresholds=(
+                    (
+                        _int(table, "unr", where),
+                        _int(table, "ucr", where),
+                        _int(table, "unc", where),
+                    )
+                    if threshold
+                    else (0, 0, 0)
+                ),
+            )
+        )
+    return tuple(sensors)
+
+
+def parse_sel_events(tables: list[dict], sensors: tuple[Sensor, ...]) -> tuple[SelEvent, ...]:
+    """The [[sel_event]] tables; each names a [[sensor]]."""
+    by_name = {sensor.name: sensor for sensor in sensors}
+    events = []
+    for index, table in enumerate(tables, 1):
+        where = f"sel_event #{index}"
+        name = _text(table, "sensor", where)
+        if name not in by_name:
+            raise FruError(f"{where}: sensor {name!r} is not a [[sensor]]")
+        offset = _int(table, "offset", where)
+        if not 0 <= offset < 15:
+            raise FruError(f"{where}: offset {offset} must be within 0..14")
+        expect = table.get("expect")
+        if expect not in (None, "info", "warning", "critical"):
+            raise FruError(f"{where}: expect {expect!r} is not info, warning or critical")
+        events.append(
+            SelEvent(
+                sensor=by_name[name],
+                offset=offset,
+                state=_text(table, "state", where),
+                deasserted=bool(table.get("deasserted", False)),
+                expect=expect,
+            )
+        )
+    return tuple(events)
+
+
+def platform_event_argv(event: SelEvent) -> list[str]:
+    """`ipmitool raw` Platform Event Message (netfn 0x04, cmd 0x02, IPMI 2.0 29.3): generator
+    0x20 (the BMC, which owns the sensor records, so `sel elist` names the sensor), event message
+    revision 0x04, sensor type and number, direction and reading type, event data 1 = the offset
+    (no data 2 and 3). QEMU 7.2's simulator logs it in the SEL; `ipmitool event` itself fails
+    there (it asks Get Channel Info first, which the simulator does not implement)."""
+    sensor = event.sensor
+    direction = 0x80 if event.deasserted else 0x00
+    data = (
+        0x20,
+        0x04,
+        SENSOR_TYPES[sensor.type],
+        sensor.number,
+        direction | READING_TYPES[sensor.reading],
+        event.offset,
+        0xFF,
+        0xFF,
+    )
+    return ["ipmitool", "raw", "0x04", "0x02", *(f"0x{byte:02x}" for byte in data)]
+
+
+def write_images(
+    devices: list[FruDevice], out_dir: Path, sensors: tuple[Sensor, ...] = ()
+) -> tuple[Path, Path]:
     """Write fru.bin and sdr.bin into out_dir; encode both first so nothing is half-written."""
     fru_image = encode_fru_file(devices)
-    sdr_image = encode_sdr_file(devices)
+    sdr_image = encode_sdr_file(devices, sensors)
     out_dir.mkdir(parents=True, exist_ok=True)
     fru_path, sdr_path = out_dir / "fru.bin", out_dir / "sdr.bin"
     fru_path.write_bytes(fru_image)
@@ -358,7 +526,8 @@ def main(argv: list[str] | None = None) -> int:
         with args.hardware.open("rb") as handle:
             description = tomllib.load(handle)
         devices = parse_devices(description.get("fru", []))
-        fru_path, sdr_path = write_images(devices, args.out_dir)
+        sensors = parse_sensors(description.get("sensor", []))
+        fru_path, sdr_path = write_images(devices, args.out_dir, sensors)
     except OSError as exc:
         print(f"fru: {exc.filename}: {exc.strerror}", file=sys.stderr)
         return 1

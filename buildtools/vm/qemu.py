@@ -13,7 +13,7 @@ import socket
 import subprocess
 import time
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from buildtools.runner import CommandError, Runner, stop_group
@@ -70,6 +70,9 @@ class Hardware:
     disks: tuple[Disk, ...]
     nics: tuple[Nic, ...]
     fru_devices: tuple[fru.FruDevice, ...]
+    sensors: tuple[fru.Sensor, ...] = ()
+    bmc: dict[str, str | int] = field(default_factory=dict)  # ipmi-bmc-sim identity ([bmc])
+    sel_events: tuple[fru.SelEvent, ...] = ()  # what vm_test adds to the SEL
 
     @property
     def memory_mib(self) -> int:
@@ -167,6 +170,8 @@ def parse_hardware(doc: dict) -> Hardware:
         raise HardwareError("the description needs at least one [[disk]] and one [[nic]]")
     try:
         fru_devices = fru.parse_devices(doc.get("fru", []))
+        sensors = fru.parse_sensors(doc.get("sensor", []))
+        sel_events = fru.parse_sel_events(doc.get("sel_event", []), sensors)
     except fru.FruError as exc:
         raise HardwareError(str(exc)) from None
     return Hardware(
@@ -183,6 +188,9 @@ def parse_hardware(doc: dict) -> Hardware:
         disks=tuple(disks),
         nics=tuple(nics),
         fru_devices=tuple(fru_devices),
+        sensors=sensors,
+        bmc=dict(doc.get("bmc", {})),
+        sel_events=sel_events,
     )
 
 
@@ -343,11 +351,21 @@ def nic_args(
     return args
 
 
-def bmc_args(fru_path: Path, sdr_path: Path) -> list[str]:
+def bmc_identity(bmc: dict[str, str | int]) -> str:
+    """ipmi-bmc-sim properties for `ipmitool mc info`: firmware "1.74" is fwrev1=1, fwrev2=0x74."""
+    major, _, minor = str(bmc.get("firmware", "0.00")).partition(".")
+    return (
+        f"device_id={int(bmc.get('device_id', 32))},device_rev={int(bmc.get('device_rev', 0))},"
+        f"fwrev1={int(major)},fwrev2={int(minor or '0', 16)},"
+        f"mfg_id={int(bmc.get('manufacturer_id', 0))},product_id={int(bmc.get('product_id', 0))}"
+    )
+
+
+def bmc_args(fru_path: Path, sdr_path: Path, bmc: dict[str, str | int] | None = None) -> list[str]:
     return [
         "-device",
         f"ipmi-bmc-sim,id=bmc0,frudatafile={_opt(str(fru_path))},"
-        f"fruareasize={fru.FRU_AREA_SIZE},sdrfile={_opt(str(sdr_path))}",
+        f"fruareasize={fru.FRU_AREA_SIZE},sdrfile={_opt(str(sdr_path))}," + bmc_identity(bmc or {}),
         "-device",
         "isa-ipmi-kcs,bmc=bmc0",
     ]
@@ -413,7 +431,7 @@ def machine_args(
         "-device",
         "ide-cd,drive=live,bus=ide.5",
         *nic_args(hw, ssh_port=ssh_port, isolated_nics=isolated_nics),
-        *bmc_args(fru_path, sdr_path),
+        *bmc_args(fru_path, sdr_path, hw.bmc),
         "-kernel",
         str(boot.kernel),
         "-initrd",

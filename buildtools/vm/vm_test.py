@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -297,6 +298,9 @@ def _vm(ctx: Context, name: str, ssh_port: int | None, isolated: frozenset[int])
     return qemu.Vm(argv, ctx.run_dir / f"{name}-qemu-stderr.log")
 
 
+AFTER_EVENTS_AUDIT = "/tmp/bee-audit-after-sel-events.json"
+
+
 def boot_full(ctx: Context) -> tuple[BootReport, set[str]]:
     """Boot 1: SSH, the audit, the smoke test, the checks."""
     report = BootReport(name="boot1", accel=ctx.accel.why)
@@ -331,6 +335,7 @@ def boot_full(ctx: Context) -> tuple[BootReport, set[str]]:
         if ctx.guest_capture_dir is not None:
             for note in guest_capture(ssh, ctx.guest_capture_dir, ctx.runner):
                 print(f"vm_test: guest capture: {note}", flush=True)
+        after_events = log_sel_events(ssh, ctx)
         report.total_s = time.monotonic() - vm.started
     try:
         document = json.loads(audit_path.read_text(encoding="utf-8"))
@@ -342,6 +347,13 @@ def boot_full(ctx: Context) -> tuple[BootReport, set[str]]:
         report.checks += [Check(*c) for c in vm_checks.check_network(document, ctx.hw)]
     fru_text = (ctx.run_dir / "ipmitool-v-fru-print.txt").read_text(errors="replace")
     report.checks += [Check(*c) for c in vm_checks.check_ipmitool_fru(fru_text, ctx.hw)]
+    if after_events is not None:
+        try:
+            later = json.loads(after_events.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            report.checks.append(Check("audit after SEL events is JSON", False, str(exc)))
+        else:
+            report.checks += [Check(*c) for c in vm_checks.check_bmc_events(later, ctx.hw)]
     return report, known_host_keys(ssh.known_hosts)
 
 
@@ -366,6 +378,27 @@ def spec_checks(ctx: Context, ssh: Ssh) -> list[Check]:
     detail = f"exit {result.returncode}; not passed: {', '.join(failing) or 'none'}"
     checks.append(Check("bee check, one DIMM more: REJECT naming memory", ok, detail))
     return checks
+
+
+def sel_events_script(hw: qemu.Hardware) -> str:
+    """Shell that logs the [[sel_event]]s through the guest's BMC, then audits again."""
+    lines = [" ".join(shlex.quote(w) for w in fru.platform_event_argv(e)) for e in hw.sel_events]
+    lines.append(f"bee audit --output {AFTER_EVENTS_AUDIT} --no-qr > /dev/null 2>&1")
+    return "\n".join(lines) + "\n"
+
+
+def log_sel_events(ssh: Ssh, ctx: Context) -> Path | None:
+    """The BMC's SEL starts empty at every QEMU start: add the description's events from inside
+    the guest (a raw Platform Event Message, which the simulator logs), run the audit
+    again and fetch it, so the bmc findings are checked end to end."""
+    if not ctx.hw.sel_events:
+        return None
+    print("vm_test: boot 1: logging SEL events, auditing again", flush=True)
+    result = ssh.run("sh -s", stdin=sel_events_script(ctx.hw).encode(), timeout=AUDIT_WAIT_S)
+    (ctx.run_dir / "sel-events.log").write_bytes(result.stdout + result.stderr)
+    path = ctx.run_dir / "bee-audit-after-sel-events.json"
+    fetch(ssh, f"cat {AFTER_EVENTS_AUDIT}", path)
+    return path
 
 
 def boot_second(ctx: Context, first_keys: set[str]) -> BootReport:
@@ -519,7 +552,7 @@ def _boots(
     runner: Runner,
     started: float,
 ) -> int:
-    fru_path, sdr_path = fru.write_images(list(hw.fru_devices), run_dir / "bmc")
+    fru_path, sdr_path = fru.write_images(list(hw.fru_devices), run_dir / "bmc", hw.sensors)
     boot = qemu.extract_boot_files(iso, run_dir / "boot", runner)
     accel = qemu.probe_kvm(boot.kernel, run_dir, runner)
     print(f"vm_test: {accel.why}", flush=True)

@@ -24,6 +24,10 @@ def test_qemu_server_summary_counts_disks_but_not_the_boot_medium():
         "Disks: 3, 3.3 TiB (2 ok, 1 unknown)",
         "GPUs: none reported",
         "PSUs: 2",
+        # The capture predates the bmc and health collectors: their commands are not in it,
+        # and the summary says so rather than claiming an empty SEL or a clean kernel log.
+        "BMC: present, nothing read",
+        "Health: kernel log unread; AER on 0 devices; no EDAC",
         "Findings: 0, errors: 0",
     ]
 
@@ -32,6 +36,8 @@ def test_h200_summary_names_the_gpu_and_driver():
     lines = summary_lines(replayed(FIXTURES / "captures" / "h200-firecracker-bee-audit"))
     assert "GPUs: 1 x NVIDIA H200, driver 580.159.04" in lines
     assert lines[0] == "bee 0.1.0 audit of ? ?, S/N ?"  # a Firecracker VM has no SMBIOS
+    # ... so the CPU comes from /proc/cpuinfo (the capture has no /proc/meminfo: no memory line)
+    assert "CPU: 1 x Intel(R) Xeon(R) Processor (16 cores, 16 threads)" in lines
 
 
 def test_human_bytes():

@@ -104,6 +104,10 @@ def is_placeholder(value: str) -> bool:
         return True
     if text in ("0", ".", "-", "?"):
         return True
+    # Redacted by whoever shared the output ("REDACTED", "<redacted>", "[REDACTED]"), and the
+    # counting serial firmware and GPU boards ship with ("0123456789012").
+    if "redacted" in lowered or (len(text) >= 8 and "01234567890123456789".startswith(text)):
+        return True
     # A run of one character: "00000000", "FFFFFFFF", "........", "--" (hw-probe's mask).
     # Short runs of other characters ("00", "11") can be real versions.
     compact = text.replace(" ", "")  # "00 00 00 00 00 00 00 00": an unset CPUID
@@ -600,6 +604,10 @@ class Cpu:
     populated_count: int
     core_count: int | None  # sum over populated sockets that report one
     thread_count: int | None
+    # "dmidecode" (SMBIOS type 4), or "proc-cpuinfo" when there is no SMBIOS table: the kernel's
+    # view (cpuinfo.py), whose sockets carry only what the kernel knows.
+    source: str = "dmidecode"
+    flags: list[str] = field(default_factory=list)  # from /proc/cpuinfo, the ones that matter
 
 
 def _socket(record: DmiRecord) -> CpuSocket:
@@ -695,6 +703,9 @@ class Dimm:
     ecc: bool | None  # from the array's Error Correction Type, else from the widths
     memory_technology: str | None  # "DRAM", "Intel Optane persistent memory"
     placeholders: dict[str, str]
+    # When the firmware printed the JEDEC id instead of a name ("802C", "CE00", "002C00B3002C"):
+    # that id, and `manufacturer` holds the decoded name (or stays the id when unknown).
+    manufacturer_jedec_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -709,6 +720,9 @@ class Memory:
     phantom_slot_count: int
     total_bytes: int
     virtual_machine: bool | None  # None: not known from this output alone
+    # "dmidecode" (SMBIOS types 16/17), or "proc-meminfo" without an SMBIOS table: then there is
+    # no slot list and total_bytes is MemTotal, what the kernel manages (a little below installed).
+    source: str = "dmidecode"
 
 
 _ECC_TRUE = ("single-bit ecc", "multi-bit ecc", "crc", "parity")
@@ -734,6 +748,38 @@ def _array(record: DmiRecord) -> MemoryArray:
     )
 
 
+# JEDEC JEP106 manufacturer codes of DRAM module makers: (bank, code with its parity bit).
+# Bank n is written as n continuation codes (0x7F) before the code; SMBIOS and SPD print it as
+# one byte, often with the parity bit set (0x80 = bank 1, 0x83 = bank 4).
+JEDEC_MANUFACTURERS = {
+    (0, 0x2C): "Micron Technology",
+    (0, 0xCE): "Samsung",
+    (0, 0xAD): "SK Hynix",
+    (0, 0xC1): "Infineon",
+    (0, 0xB3): "IDT",
+    (1, 0x98): "Kingston",
+    (1, 0x4F): "Transcend",
+    (2, 0x9E): "Corsair",
+    (3, 0x0B): "Nanya Technology",
+    (4, 0xCB): "A-DATA Technology",
+    (5, 0x9B): "Crucial Technology",
+}
+
+
+def decode_jedec(value: str | None) -> str | None:
+    """ "802C", "0x2C00", "2C00", "002C00B3002C" (module, register and DRAM maker) -> the
+    module maker's name; None when the value is not an id or the id is not known."""
+    text = (value or "").strip().lower().removeprefix("0x")
+    if len(text) not in (4, 8, 12, 16) or any(c not in "0123456789abcdef" for c in text):
+        return None
+    high, low = int(text[0:2], 16), int(text[2:4], 16)
+    for bank, code in ((high, low), (low, high)):  # either byte order is printed
+        name = JEDEC_MANUFACTURERS.get((bank & 0x7F, code))
+        if name is not None:
+            return name
+    return None
+
+
 def _dimm(record: DmiRecord, arrays: dict[str, MemoryArray]) -> Dimm:
     f = _Fields(record.values)
     size_raw = f.raw("Size") or None
@@ -751,6 +797,8 @@ def _dimm(record: DmiRecord, arrays: dict[str, MemoryArray]) -> Dimm:
     if ecc is None and populated and total_width and data_width:
         ecc = total_width > data_width
     part = f.text("part_number", "Part Number")
+    manufacturer = f.text("manufacturer", "Manufacturer")
+    jedec = decode_jedec(manufacturer)
     return Dimm(
         handle=record.handle,
         array_handle=array_handle,
@@ -766,7 +814,7 @@ def _dimm(record: DmiRecord, arrays: dict[str, MemoryArray]) -> Dimm:
         speed_raw=speed_raw,
         configured_speed_mts=parse_speed(configured_raw, units),
         configured_speed_raw=configured_raw,
-        manufacturer=f.text("manufacturer", "Manufacturer"),
+        manufacturer=jedec or manufacturer,
         serial=f.text("serial", "Serial Number"),
         part_number=part.strip() if part else None,
         asset_tag=f.text("asset_tag", "Asset Tag"),
@@ -776,6 +824,7 @@ def _dimm(record: DmiRecord, arrays: dict[str, MemoryArray]) -> Dimm:
         ecc=ecc,
         memory_technology=f.text("memory_technology", "Memory Technology"),
         placeholders=f.placeholders,
+        manufacturer_jedec_id=manufacturer if jedec else None,
     )
 
 
@@ -959,16 +1008,33 @@ def collect_board(probe: Probe) -> Board | None:
 
 def collect_cpu(probe: Probe) -> Cpu | None:
     records = smbios(probe, "4")
-    return cpu_from_records(records) if records else None
+    cpu = cpu_from_records(records) if records else None
+    if cpu is None:
+        # No SMBIOS type 4 (Firecracker, many VMs, some ARM boards): the kernel's view.
+        # Imported here: cpuinfo builds this module's models, so it imports this module.
+        from bee.tools import cpuinfo
+
+        cpu = cpuinfo.cpu_section(probe.read_text, probe.list_dir)
+        if cpu is not None:
+            probe.note("cpu read from /proc/cpuinfo and /sys/devices/system/cpu (no SMBIOS)")
+    return cpu
 
 
 def collect_memory(probe: Probe) -> Memory | None:
     records = smbios(probe, "16,17")
-    if not records:
-        return None
     # The memory output alone cannot tell a VM's phantom slots from a server's empty ones.
     sysfs = board_from_sysfs(probe.read_value, hypervisor_flag(probe))
-    return memory_from_records(records, sysfs.virtual_machine if sysfs else None)
+    virtual = sysfs.virtual_machine if sysfs else None
+    memory = memory_from_records(records, virtual) if records else None
+    if memory is None:
+        from bee.tools import cpuinfo
+
+        memory = cpuinfo.memory_section(probe.read_text, virtual)
+        if memory is not None:
+            probe.note("memory total read from /proc/meminfo (no SMBIOS): no slot list")
+        else:
+            probe.note("no SMBIOS memory records and no readable /proc/meminfo")
+    return memory
 
 
 # -- console summary and registration ---------------------------------------------------------
@@ -991,8 +1057,25 @@ def summary_memory(section: object) -> str:
     populated = populated if isinstance(populated, int) else "?"
     slots = len(document.items(section, "slots"))
     total = human_bytes(section.get("total_bytes"))
+    if section.get("source") == "proc-meminfo":
+        return f"Memory: {total} (kernel MemTotal; no SMBIOS slot list)"
     return f"Memory: {total} in {populated} of {slots} slots"
 
+
+def _parse_cpuinfo(text: str) -> object:
+    from bee.tools import cpuinfo
+
+    return cpuinfo.parse(text)
+
+
+def _parse_meminfo(text: str) -> object:
+    from bee.tools import cpuinfo
+
+    return cpuinfo.parse_meminfo(text)
+
+
+# The fallback's readers (cpuinfo.py), for `bee parse`.
+CPUINFO_PARSERS = {"proc-cpuinfo": _parse_cpuinfo, "proc-meminfo": _parse_meminfo}
 
 COLLECTORS = (
     # The board's identity is the summary's first line (summary.py), not a line of its own.
@@ -1006,14 +1089,15 @@ COLLECTORS = (
     Collector(
         name="cpu",
         order=20,
-        collects="CPU sockets: SMBIOS type 4",
+        collects="CPU sockets: SMBIOS type 4, or /proc/cpuinfo and /sys/devices/system/cpu",
         collect=collect_cpu,
         summary=summary_cpu,
+        parsers=CPUINFO_PARSERS,
     ),
     Collector(
         name="memory",
         order=30,
-        collects="memory arrays and DIMM slots: SMBIOS types 16, 17",
+        collects="memory arrays and DIMM slots: SMBIOS types 16, 17, or /proc/meminfo's total",
         collect=collect_memory,
         summary=summary_memory,
     ),

@@ -108,6 +108,26 @@ def _mountpoints(node: dict[str, Any]) -> list[str]:
     return found
 
 
+# lsblk without -b prints sizes like "476.9G" in powers of 1024 (util-linux's size_to_human_string).
+_SIZE_UNITS = {"B": 0, "K": 1, "M": 2, "G": 3, "T": 4, "P": 5, "E": 6, "Z": 7, "Y": 8}
+
+
+def _size(value: Any) -> int | None:
+    """Bytes: 500107862016, "500107862016", or "476.9G" (rounded as lsblk rounded it)."""
+    exact = _int(value)
+    if exact is not None or not isinstance(value, str):
+        return exact
+    text = value.strip().upper().removesuffix("IB").removesuffix("B") or value.strip()
+    number, unit = (text[:-1], text[-1]) if text[-1:] in _SIZE_UNITS else (text, "B")
+    try:
+        amount = float(number.replace(",", "."))
+    except ValueError:
+        return None
+    if not 0 <= amount < 1 << 64:
+        return None
+    return round(amount * 1024 ** _SIZE_UNITS[unit])
+
+
 def _children(node: dict[str, Any], depth: int = 0) -> list[BlockChild]:
     raw = node.get("children")
     if not isinstance(raw, list) or depth > 16:
@@ -121,7 +141,7 @@ def _children(node: dict[str, Any], depth: int = 0) -> list[BlockChild]:
                 name=_text(child.get("name")) or "",
                 kname=_text(child.get("kname")),
                 type=_text(child.get("type")),
-                size_bytes=_int(child.get("size")),
+                size_bytes=_size(child.get("size")),
                 fstype=_text(child.get("fstype")),
                 mountpoints=_mountpoints(child),
                 children=_children(child, depth + 1),
@@ -154,7 +174,7 @@ def _flat_child(node: dict[str, Any]) -> BlockChild:
         name=_name(node) or "",
         kname=_text(node.get("kname")),
         type=_text(node.get("type")),
-        size_bytes=_int(node.get("size")),
+        size_bytes=_size(node.get("size")),
         fstype=_text(node.get("fstype")),
         mountpoints=_mountpoints(node),
         children=[],
@@ -198,7 +218,7 @@ def parse(text: str) -> BlockDevices:
                 kname=_text(node.get("kname")),
                 path=_text(node.get("path")),
                 type=_text(node.get("type")),
-                size_bytes=_int(node.get("size")),
+                size_bytes=_size(node.get("size")),
                 model=_text(node.get("model")),
                 vendor=_text(node.get("vendor")),
                 serial=_text(node.get("serial")),

@@ -29,6 +29,7 @@ from bee.probe import Probe
 from bee.registry import Collector
 from bee.runner import CommandResult, first_line
 from bee.summary import counted
+from bee.tools.dmidecode import is_placeholder
 
 ARGV = ("nvidia-smi", "-q", "-x")
 # Without persistence mode every call initialises each GPU (~1.5 s per GPU); 8-16 GPUs fit.
@@ -90,6 +91,12 @@ class Gpu:
     power_draw_w: float | None
     temperature_c: int | None
     problems: list[str]  # fields that read [GPU requires reset], [Unknown Error], ...
+    # NVSwitch systems (HGX): <fabric><state> Not Started | In Progress | Completed, <status>
+    # Success or an error; None ("N/A") elsewhere. The health section judges it.
+    fabric_state: str | None = None
+    fabric_status: str | None = None
+    # Identity fields that are no identity ("0000000000000", "REDACTED"): raw value; field None.
+    placeholders: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -278,7 +285,18 @@ def parse_gpu(gpu: ET.Element, index: int) -> Gpu:
         power_draw_w=_first_float(power, "power_draw", "instant_power_draw", "average_power_draw"),
         temperature_c=_int(gpu, "temperature/gpu_temp"),
         problems=_problems(gpu),
+        fabric_state=_text(gpu, "fabric/state"),
+        fabric_status=_text(gpu, "fabric/status"),
     )
+
+
+def _without_placeholders(gpu: Gpu) -> Gpu:
+    marks = {
+        name: value
+        for name in ("serial", "uuid", "board_part_number")
+        if (value := getattr(gpu, name)) and is_placeholder(value)
+    }
+    return replace(gpu, placeholders=marks, **dict.fromkeys(marks)) if marks else gpu
 
 
 def _first_yes_no(node: ET.Element | None, *paths: str) -> bool | None:
@@ -317,7 +335,7 @@ def parse(text: str) -> NvidiaSection:
     gpus: list[Gpu] = []
     if root is not None and root.tag == "nvidia_smi_log":
         for index, element in enumerate(root.findall("gpu")):
-            gpus.append(parse_gpu(element, index))
+            gpus.append(_without_placeholders(parse_gpu(element, index)))
         driver, cuda = _text(root, "driver_version"), _text(root, "cuda_version")
         attached = _int(root, "attached_gpus")
     else:
@@ -328,7 +346,7 @@ def parse(text: str) -> NvidiaSection:
         for block in _GPU_BLOCK.findall(body):
             element = _fromstring(block)
             if element is not None:
-                gpus.append(parse_gpu(element, len(gpus)))
+                gpus.append(_without_placeholders(parse_gpu(element, len(gpus))))
         driver, cuda = _header(body, "driver_version"), _header(body, "cuda_version")
         attached_text = _header(body, "attached_gpus")
         attached = (
@@ -547,32 +565,58 @@ def findings(sections: dict[str, object]) -> list[Finding]:
         )
     for gpu in nvidia.gpus if nvidia else []:
         found.extend(_gpu_findings(gpu))
+    found.extend(_duplicate_uuids(nvidia.gpus if nvidia else []))
     return found
+
+
+def _duplicate_uuids(gpus: list[Gpu]) -> list[Finding]:
+    """Two GPUs with one UUID: a cloned or misread identity; neither can be tracked."""
+    by_uuid: dict[str, list[Gpu]] = {}
+    for gpu in gpus:
+        if gpu.uuid:
+            by_uuid.setdefault(gpu.uuid, []).append(gpu)
+    return [
+        Finding(
+            source="nvidia",
+            severity="warning",
+            subject=uuid,
+            message=f"{len(same)} GPUs report the same UUID "
+            f"({', '.join(g.pci_address or f'GPU {g.index}' for g in same)})",
+        )
+        for uuid, same in by_uuid.items()
+        if len(same) > 1
+    ]
 
 
 def _gpu_findings(gpu: Gpu) -> list[Finding]:
     subject = gpu.uuid or gpu.pci_address or f"GPU {gpu.index}"
     label = f"GPU {gpu.index} ({gpu.name or 'unknown'}, {gpu.pci_address or 'no bus id'})"
-    problems: list[tuple[str, str]] = []
+    # (severity, text, persistence): remapped rows, retired pages and aggregate ECC live in the
+    # GPU's InfoROM and survive reboots; volatile ECC counts since the driver loaded.
+    problems: list[tuple[str, str, str]] = []
     if gpu.problems:
-        problems.append(("critical", "reports " + "; ".join(gpu.problems[:3])))
+        problems.append(("critical", "reports " + "; ".join(gpu.problems[:3]), "current"))
     if gpu.remapped_rows_failure:
-        problems.append(("critical", "row remapping failed: the GPU needs service"))
+        problems.append(("critical", "row remapping failed: the GPU needs service", "persistent"))
     if gpu.ecc_volatile_uncorrectable:
-        problems.append(
-            ("critical", f"{gpu.ecc_volatile_uncorrectable} uncorrectable ECC errors since boot")
-        )
+        text = f"{gpu.ecc_volatile_uncorrectable} uncorrectable ECC errors since boot"
+        problems.append(("critical", text, "since_boot"))
     if gpu.remapped_rows_pending:
-        problems.append(("warning", "a row remap is pending: reset the GPU"))
+        problems.append(("warning", "a row remap is pending: reset the GPU", "persistent"))
     if gpu.retired_pages_pending:
-        problems.append(("warning", "a page retirement is pending: reset the GPU"))
+        problems.append(("warning", "a page retirement is pending: reset the GPU", "persistent"))
     if gpu.ecc_aggregate_uncorrectable and not gpu.ecc_volatile_uncorrectable:
-        problems.append(
-            ("warning", f"{gpu.ecc_aggregate_uncorrectable} uncorrectable ECC errors in its life")
-        )
+        text = f"{gpu.ecc_aggregate_uncorrectable} uncorrectable ECC errors in its life"
+        problems.append(("warning", text, "persistent"))
     return [
-        Finding(source="nvidia", severity=severity, subject=subject, message=f"{label} {text}")  # type: ignore[arg-type]
-        for severity, text in problems
+        Finding(
+            source="nvidia",
+            severity=severity,  # type: ignore[arg-type]
+            subject=subject,
+            message=f"{label} {text}",
+            persistence=persistence,  # type: ignore[arg-type]
+        )
+        for severity, text, persistence in problems
     ]
 
 

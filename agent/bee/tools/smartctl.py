@@ -114,6 +114,14 @@ class SmartReport:
     smartctl_version: str | None
     json_format_version: str | None
     errors: list[str] = field(default_factory=list)
+    # The ATA error log's count (`ata_smart_error_log.summary.count`, or `.extended.count` with
+    # -x): errors the drive logged over its life, kept even where no attribute fails.
+    ata_error_log_count: int | None = None
+    # SCSI/SAS start-stop cycle counter page: accumulated and specified over the drive's life.
+    sas_start_stop_cycles: int | None = None
+    sas_start_stop_cycles_specified: int | None = None
+    sas_load_unload_cycles: int | None = None
+    sas_load_unload_cycles_specified: int | None = None
 
     @property
     def has_data(self) -> bool:
@@ -295,6 +303,7 @@ def parse(text: str) -> SmartReport:
         return _attribute_raw(attrs[ident]) if ident in attrs else None
 
     errlog = _dict(data.get("scsi_error_counter_log"))
+    cycles = _dict(data.get("scsi_start_stop_cycle_counter"))
     nvme_log = _dict(data.get("nvme_smart_health_information_log"))
     capacity = _int(_get(data, "user_capacity", "bytes"))
     if capacity is None:
@@ -361,6 +370,19 @@ def parse(text: str) -> SmartReport:
         smartctl_version=".".join(str(v) for v in version if _int(v) is not None) or None,
         json_format_version=".".join(str(v) for v in fmt if _int(v) is not None) or None,
         errors=errors,
+        ata_error_log_count=_int(
+            _get(data, "ata_smart_error_log", "extended", "count")
+            if _get(data, "ata_smart_error_log", "extended", "count") is not None
+            else _get(data, "ata_smart_error_log", "summary", "count")
+        ),
+        sas_start_stop_cycles=_int(_get(cycles, "accumulated_start_stop_cycles")),
+        sas_start_stop_cycles_specified=_int(
+            _get(cycles, "specified_cycle_count_over_device_lifetime")
+        ),
+        sas_load_unload_cycles=_int(_get(cycles, "accumulated_load_unload_cycles")),
+        sas_load_unload_cycles_specified=_int(
+            _get(cycles, "specified_load_unload_count_over_device_lifetime")
+        ),
     )
 
 

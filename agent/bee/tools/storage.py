@@ -14,7 +14,7 @@ import re
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypeVar
 
 from bee import document
@@ -23,6 +23,7 @@ from bee.probe import Probe
 from bee.registry import Collector
 from bee.summary import human_bytes
 from bee.tools import lsblk, nvme, smartctl
+from bee.tools.dmidecode import is_placeholder
 from bee.tools.lsblk import BlockChild, BlockDisk
 from bee.tools.nvme import NvmeController, NvmeHealth
 from bee.tools.smartctl import ScannedDevice, SmartReport
@@ -80,6 +81,9 @@ class Disk:
     health: DiskHealth
     smart: SmartReport | None
     nvme: NvmeInfo | None
+    # Identity strings that are no identity ("REDACTED", all zeros, "0123456789012"): kept here,
+    # and the field itself is None.
+    placeholders: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -341,7 +345,18 @@ def collect(probe: Probe) -> StorageSection | None:
     for ctrl, info in nvme_info.items():
         if not info.namespaces:
             disks.append(_bare_controller(info, nvme_smart.get(ctrl)))
-    return StorageSection(disks=disks, skipped=block.skipped if block else [])
+    return StorageSection(
+        disks=[_without_placeholders(d) for d in disks], skipped=block.skipped if block else []
+    )
+
+
+def _without_placeholders(disk: Disk) -> Disk:
+    marks = {
+        name: value
+        for name in ("serial", "model", "vendor", "wwn")
+        if (value := getattr(disk, name)) and is_placeholder(value)
+    }
+    return replace(disk, placeholders=marks, **dict.fromkeys(marks)) if marks else disk
 
 
 def _no_smart_expected(block: lsblk.BlockDevices | None) -> set[str]:
@@ -532,6 +547,34 @@ def findings(sections: dict[str, object]) -> list[Finding]:
                 subject=disk.name,
                 message=f"{disk.name} ({what or 'unknown model'}) is {verdict}: "
                 + "; ".join(disk.health.reasons),
+                # SMART attributes and the NVMe health log live on the drive: they outlive
+                # reboots, so a live image sees the drive's history.
+                persistence="persistent",
+            )
+        )
+    return found + _duplicate_serials(section.disks)
+
+
+def _duplicate_serials(disks: list[Disk]) -> list[Finding]:
+    """Two disks with one serial: a cloned or misread identity, or one disk seen twice (two
+    multipath paths to one LUN share serial and WWN)."""
+    by_serial: dict[str, list[Disk]] = {}
+    for disk in disks:
+        if disk.serial and disk.type not in ("mpath", "raid-member"):
+            by_serial.setdefault(disk.serial, []).append(disk)
+    found = []
+    for serial, same in by_serial.items():
+        if len(same) < 2:
+            continue
+        names = ", ".join(d.name for d in same)
+        one_wwn = len({d.wwn for d in same}) == 1 and same[0].wwn is not None
+        found.append(
+            Finding(
+                source="storage",
+                severity="info" if one_wwn else "warning",
+                subject=serial,
+                message=f"{len(same)} disks report serial {serial} ({names})"
+                + ("; one WWN too: probably one disk on several paths" if one_wwn else ""),
             )
         )
     return found

@@ -73,12 +73,37 @@ def read_fru(image: bytes) -> dict[str, object]:
     return out
 
 
+def read_sensor(record: bytes) -> dict[str, object]:
+    """IPMI 2.0 table 43-1 (full, type 0x01) and 43-2 (compact, type 0x02), 0-based offsets."""
+    name_at = 47 if record[3] == 0x01 else 31
+    length = record[name_at] & 0x1F
+    return {
+        "type": record[3],
+        "owner": record[5],
+        "number": record[7],
+        "entity": record[8],
+        "instance": record[9],
+        "sensor_type": record[12],
+        "reading_type": record[13],
+        "assert_mask": record[14] | record[15] << 8,
+        "reading_mask": record[18] | record[19] << 8,
+        "units": record[21] if record[3] == 0x01 else None,
+        "unr_ucr_unc": tuple(record[36:39]) if record[3] == 0x01 else None,
+        "name": record[name_at + 1 : name_at + 1 + length].decode("ascii"),
+        "length_ok": name_at + 1 + length == len(record),
+    }
+
+
 def read_sdr(image: bytes) -> list[dict[str, object]]:
+    """FRU Device Locator records (type 0x11); sensor records are read by read_sensor."""
     records, pos = [], 0
     while pos < len(image):
         length = image[pos + 4] + 5
         record = image[pos : pos + length]
         assert len(record) == length, "SDR record cut short"
+        pos += length
+        if record[3] != 0x11:
+            continue
         name_len = record[15] & 0x1F
         records.append(
             {
@@ -92,7 +117,16 @@ def read_sdr(image: bytes) -> list[dict[str, object]]:
                 "name": record[16 : 16 + name_len].decode("ascii"),
             }
         )
-        pos += length
+    return records
+
+
+def sensor_records(image: bytes) -> list[dict[str, object]]:
+    records, pos = [], 0
+    while pos < len(image):
+        record = image[pos : pos + image[pos + 4] + 5]
+        pos += len(record)
+        if record[3] in (0x01, 0x02):
+            records.append(read_sensor(record))
     return records
 
 
@@ -219,6 +253,38 @@ def test_sdr_has_one_fru_locator_per_device() -> None:
     assert [r["instance"] for r in psus] == [1, 2]
 
 
+def test_sensor_records_follow_the_sdr_layout() -> None:
+    sensors = fru.parse_sensors(_toml()["sensor"])
+    records = sensor_records(fru.encode_sdr_file([], sensors))
+    assert [r["name"] for r in records] == [s.name for s in sensors]
+    assert all(r["length_ok"] and r["owner"] == 0x20 for r in records)
+    ps2 = records[0]
+    assert (ps2["type"], ps2["number"], ps2["sensor_type"], ps2["reading_type"]) == (
+        0x02, 0, 0x08, 0x6F,
+    )  # fmt: skip
+    assert ps2["entity"] == fru.SENSOR_ENTITIES["power_supply"] and ps2["instance"] == 2
+    assert ps2["assert_mask"] == ps2["reading_mask"] == 0b1011  # presence, failure, input lost
+    temp = next(r for r in records if r["type"] == 0x01)
+    assert (temp["name"], temp["units"], temp["unr_ucr_unc"]) == ("CPU1 Temp", 0x01, (100, 95, 90))
+    # The simulator makes live sensors of compact records numbered below 20 only.
+    assert all(r["number"] < fru.QEMU_LIVE_SENSORS for r in records if r["type"] == 0x02)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"number": 300}, "within 0..254"),
+        ({"type": "smoke"}, "type"),
+        ({"states": [15]}, "offsets"),
+        ({"name": "a name longer than sixteen"}, "1 to 16"),
+    ],
+)
+def test_bad_sensors_are_refused(change: dict, message: str) -> None:
+    table = {**_toml()["sensor"][0], **change}
+    with pytest.raises(fru.FruError, match=message):
+        fru.encode_sdr_file([], fru.parse_sensors([table]))
+
+
 def _toml() -> dict:
     import tomllib
 
@@ -292,3 +358,19 @@ def test_freeipmi_decodes_every_device(tmp_path: Path) -> None:
             assert f"FRU Power Supply Overall Capacity: {watts} Watts" in result.stdout
         if device.chassis:
             assert f"FRU Chassis Serial Number: {device.chassis.serial}" in result.stdout
+
+
+def test_sel_events_become_platform_event_messages() -> None:
+    sensors = fru.parse_sensors(_toml()["sensor"])
+    events = fru.parse_sel_events(_toml()["sel_event"], sensors)
+    ac_lost, ac_back = (e for e in events if e.state == "Power Supply AC lost")
+    # netfn 0x04 cmd 0x02: generator 0x20, EvM rev 4, power supply (0x08) sensor 1,
+    # sensor-specific (0x6f; 0xef deasserted), offset 3, no event data 2 and 3.
+    assert fru.platform_event_argv(ac_lost)[2:] == (
+        ["0x04", "0x02", "0x20", "0x04", "0x08", "0x01", "0x6f", "0x03", "0xff", "0xff"]
+    )
+    assert fru.platform_event_argv(ac_back)[8] == "0xef"
+    with pytest.raises(fru.FruError, match="not a \\[\\[sensor\\]\\]"):
+        fru.parse_sel_events([{"sensor": "PS9", "state": "x", "offset": 1}], sensors)
+    with pytest.raises(fru.FruError, match="expect"):
+        fru.parse_sel_events([{**_toml()["sel_event"][0], "expect": "bad"}], sensors)

@@ -176,7 +176,9 @@ def test_bmc_and_kernel_arguments(tmp_path: Path) -> None:
     argv = args_for(hw, tmp_path)
     devices = values(argv, "-device")
     bmc = f"ipmi-bmc-sim,id=bmc0,frudatafile={tmp_path / 'fru.bin'},fruareasize=1024,"
-    assert bmc + f"sdrfile={tmp_path / 'sdr.bin'}" in devices
+    # [bmc] of hardware.toml: what `ipmitool mc info` reports (firmware 1.74 = 1, BCD 0x74).
+    identity = "device_id=32,device_rev=1,fwrev1=1,fwrev2=116,mfg_id=10876,product_id=6929"
+    assert bmc + f"sdrfile={tmp_path / 'sdr.bin'},{identity}" in devices
     assert "isa-ipmi-kcs,bmc=bmc0" in devices
     (append,) = values(argv, "-append")
     assert append == (
