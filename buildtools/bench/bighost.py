@@ -47,6 +47,8 @@ from bee.tools import boot as bee_boot  # noqa: E402
 from bee.tools import dmidecode as bee_dmidecode  # noqa: E402
 from bee.tools import health as bee_health  # noqa: E402
 from bee.tools import ipmitool as bee_ipmitool  # noqa: E402
+from bee.tools import ipmitool_sdr as bee_ipmitool_sdr  # noqa: E402
+from bee.tools import ipmitool_sel as bee_ipmitool_sel  # noqa: E402
 from bee.tools import lsblk as bee_lsblk  # noqa: E402
 from bee.tools import nvidia_smi as bee_nvidia_smi  # noqa: E402
 from bee.tools import nvidia_smi_nvlink as bee_nvlink  # noqa: E402
@@ -938,10 +940,22 @@ def find_seeds(sources: Sources) -> Seeds:
         ipmitool_mc=pick_seed(sources, "ipmitool-mc-info", _has("Firmware Revision"), "a BMC"),
         ipmitool_lan=pick_seed(sources, "ipmitool-lan", _has("MAC Address"), "a LAN channel"),
         ipmitool_sel=pick_seed(sources, "ipmitool-sel", _has(" | "), "an event"),
-        ipmitool_sdr=pick_seed(sources, "ipmitool-sdr", _has(" | "), "a sensor"),
+        ipmitool_sdr=pick_seed(sources, "ipmitool-sdr", _has("h | "), "an sdr elist sensor"),
         kernel_log=pick_seed(sources, "kernel-log", _has("Linux version"), "a boot"),
         nvlink=pick_seed(sources, "nvidia-smi-nvlink", _has("GB/s"), "an active link"),
     )
+
+
+def healthy_sel(text: str) -> str:
+    """The seed's SEL entries that are no fault: the big host is a healthy server."""
+    keep = {e.raw for e in bee_ipmitool_sel.parse(text).entries if e.severity is None}
+    return "".join(line for line in text.splitlines(keepends=True) if line.rstrip() in keep)
+
+
+def healthy_sdr(text: str) -> str:
+    """The seed's sensors that read as no fault."""
+    keep = {s.raw for s in bee_ipmitool_sdr.parse(text).sensors if s.severity is None}
+    return "".join(line for line in text.splitlines(keepends=True) if line.rstrip() in keep)
 
 
 def _has(marker: str) -> Callable[[str], int]:
@@ -1046,8 +1060,8 @@ def generate(
             cap.command(argv, seeds.ipmitool_lan.text)
         else:
             cap.command(argv, "", 1)  # "Invalid channel N" on stderr: not a LAN channel
-    cap.command(list(bee_bmc.SEL_ARGV), seeds.ipmitool_sel.text)
-    cap.command(list(bee_bmc.SDR_ARGV), seeds.ipmitool_sdr.text)
+    cap.command(list(bee_bmc.SEL_ARGV), healthy_sel(seeds.ipmitool_sel.text))
+    cap.command(list(bee_bmc.SDR_ARGV), healthy_sdr(seeds.ipmitool_sdr.text))
     cap.command(list(bee_health.KERNEL_LOG_ARGV), seeds.kernel_log.text)
     dev = sorted(
         ["console", "ipmi0", "mem", "null", "nvidiactl", "zero"]

@@ -87,12 +87,13 @@ def test_ordinary_lines_and_detail_dumps_are_not_events():
     text = "\n".join(
         [
             "[    0.000000] Linux version 6.1.0-56-amd64",
+            "[    0.5] pcieport 0000:00:01.0: AER: enabled with IRQ 24",
             "[Sat Aug 13 09:31:18 2022] EDAC skx MC1: HANDLING MCE MEMORY ERROR",
             "[Sat Aug 13 09:31:18 2022] EDAC skx MC1: CPU 0: Machine Check Event: 0 Bank 8: 9c00",
         ]
     )
     log = kernel_log.parse(text)
-    assert log.events == [] and log.line_count == 3
+    assert log.events == [] and log.line_count == 4
 
 
 def test_repeated_lines_are_one_finding_with_the_count_and_the_first_raw_line():

@@ -149,7 +149,8 @@ def classify(message: str) -> tuple[str, str, int | None, Severity] | None:
         kind = "sxid" if "SXid (PCI:" in message else "xid"
         subject, code, severity = _xid(message, kind)
         return kind, subject, code, severity
-    if "AER:" in message:
+    # "AER: enabled with IRQ 24" at boot is no error; every error line says "error".
+    if "AER:" in message and "error" in message.lower():
         subject, severity = _aer(message)
         return "aer", subject, None, severity
     lowered = message.lower()
