@@ -80,12 +80,35 @@ def guest_hardware(hw: qemu.Hardware, index: int) -> qemu.Hardware:
     return changed
 
 
-def with_guestfwd(argv: list[str], port: int) -> list[str]:
+# One relay per guest connection (guestfwd's cmd: form): its stdin/stdout to nginx. A chardev
+# (`-tcp:127.0.0.1:PORT`) would connect once, at QEMU's start, and nginx closes an idle
+# connection after 60 s: seen here, the guests' uploads then found nothing listening.
+RELAY = """import os, select, socket, sys
+upstream = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+ends = {0: upstream.fileno(), upstream.fileno(): 1}
+while ends:
+    for fd in select.select(list(ends), [], [])[0]:
+        data = os.read(fd, 65536)
+        if not data:
+            if fd == 0:
+                upstream.shutdown(socket.SHUT_WR)
+            ends.pop(fd)
+            if fd != 0:
+                sys.exit(0)
+            continue
+        out = ends[fd]
+        while data:
+            data = data[os.write(out, data):]
+"""
+
+
+def with_guestfwd(argv: list[str], port: int, relay: Path) -> list[str]:
     """The first user netdev also forwards UPLOAD_GUEST_ADDR:UPLOAD_GUEST_PORT to our nginx."""
     out = list(argv)
     for i, word in enumerate(out):
         if word.startswith("user,id=net0,"):
-            forward = f"tcp:{UPLOAD_GUEST_ADDR}:{UPLOAD_GUEST_PORT}-tcp:127.0.0.1:{port}"
+            command = f"{sys.executable} {relay} {port}".replace(",", ",,")
+            forward = f"tcp:{UPLOAD_GUEST_ADDR}:{UPLOAD_GUEST_PORT}-cmd:{command}"
             out[i] = f"{word},guestfwd={forward}"
             return out
     raise VmTestError("no user network on the first NIC to forward the upload through")
@@ -128,6 +151,8 @@ def run(args: argparse.Namespace) -> int:
         with Runner(run_dir / "fleet-vm-test.log") as runner:
             hosttools.ensure("fleet_vm_test", runner)
             nginx = Nginx(run_dir / "nginx")
+            relay = run_dir / "relay.py"
+            relay.write_text(RELAY)
             boot = qemu.extract_boot_files(args.iso, run_dir / "boot", runner)
             accel = qemu.probe_kvm(boot.kernel, run_dir, runner)
             lines.append(accel.why)
@@ -146,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
                     iso=args.iso, fru_path=fru_path,
                     sdr_path=sdr_path, serial_log=run_dir / f"{name}-serial.log", ssh_port=port,
                 )  # fmt: skip
-                argv = with_guestfwd(argv, nginx.port)
+                argv = with_guestfwd(argv, nginx.port, relay)
                 (run_dir / f"{name}-qemu-argv.txt").write_text("\n".join(argv) + "\n")
                 vm = qemu.Vm(argv, run_dir / f"{name}-qemu-stderr.log")
                 vms.append(vm.__enter__())
@@ -217,7 +242,8 @@ def _uploads(run_dir: Path, guests: dict[str, Ssh], nginx: Nginx, lines: list[st
     while time.monotonic() < end and len(list(nginx.folder.glob("*.json"))) < len(up):
         time.sleep(3)
     for name, ssh in up:
-        status = ssh.run("cat /run/bee/upload-status").stdout.decode(errors="replace")
+        status = _ask(ssh, "cat /run/bee/upload-status")
+        (run_dir / f"{name}-upload-status").write_text(status)
         result = next((x for x in status.splitlines() if x.startswith("result=")), "none")
         lines.append(f"upload: {name}: {result}; motd: " + _motd_upload(ssh))
     # The guest whose server is down: booted all the way while bee upload still retries.
@@ -251,8 +277,19 @@ def _uploads(run_dir: Path, guests: dict[str, Ssh], nginx: Nginx, lines: list[st
     return pushed_ok and not held
 
 
+def _ask(ssh: Ssh, command: str) -> str:
+    """A command's output over SSH; a TCG guest under load misses ssh's 5 s connect now and
+    then (exit 255), so that is tried again."""
+    for _ in range(5):
+        result = ssh.run(command, timeout=120)
+        if result.returncode != 255:
+            return result.stdout.decode(errors="replace")
+        time.sleep(3)
+    return ""
+
+
 def _motd_upload(ssh: Ssh) -> str:
-    motd = ssh.run("sh /etc/update-motd.d/50-bee").stdout.decode(errors="replace")
+    motd = _ask(ssh, "sh /etc/update-motd.d/50-bee")
     return next((x for x in motd.splitlines() if x.startswith("Upload:")), "(no Upload line)")
 
 
