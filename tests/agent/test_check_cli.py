@@ -88,6 +88,8 @@ def test_allow_unknown_waives_only_the_named_check(audit, spec, tmp_path):
     assert "UNKNOWN*  PSU-COUNT\n" in proc.stdout and "3 unknown waived" in proc.stdout
     proc = run_bee("check", *args[:-2], str(spec), str(odd))
     assert proc.returncode == 1
+    proc = run_bee("check", *args, "--allow-unknown", "PSU-CUONT", str(spec), str(odd))
+    assert proc.returncode == 0 and "--allow-unknown PSU-CUONT: no check has this id" in proc.stderr
 
 
 @pytest.mark.parametrize(

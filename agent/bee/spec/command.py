@@ -83,6 +83,9 @@ def check(spec_source: str, audit_path: str, allow_unknown: list[str], as_json: 
     spec = read_spec(spec_source)
     document = read_audit(audit_path)
     verdict = evaluate(spec, document, allow_unknown)
+    known = {c["id"] for c in verdict["checks"]}
+    for check_id in sorted(set(allow_unknown) - known):  # a typo would waive nothing, silently
+        print(f"bee: --allow-unknown {check_id}: no check has this id", file=sys.stderr)
     if as_json:
         sys.stdout.write(json.dumps(verdict, indent=2, ensure_ascii=False) + "\n")
     else:
