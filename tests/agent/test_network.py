@@ -341,13 +341,14 @@ def test_the_qemu_guest_two_e1000e_by_the_macs_of_hardware_toml_and_bootif():
     assert network.findings({"network": section}) == []
 
 
-def test_check_network_on_the_guest():
+def test_check_network_on_the_guest(validate_document):
     from bee.audit import run_audit
     from bee.capture import ReplayRunner
     from buildtools.vm import checks, qemu
 
     hw = qemu.load_hardware()
     document = json.loads(json.dumps(run_audit(ReplayRunner(GUEST), mode="replay")))
+    validate_document(document)
     pcie_nics = [
         d
         for d in document["pcie"]["devices"]
