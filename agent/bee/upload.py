@@ -23,6 +23,7 @@ import base64
 import hashlib
 import http.client
 import json
+import posixpath
 import random
 import signal
 import socket
@@ -309,7 +310,10 @@ def upload(
                 return outcome(False, result.message, calls)
             if where.sha256_url is None:
                 return outcome(True, result.message, calls)
-            line = f"{digest}  {name}\n".encode()
+            # sha256sum -c in that folder looks for the object's own name (a template may
+            # have put a prefix before {name}).
+            stored = posixpath.basename(unquote(urlsplit(where.url).path)) or name
+            line = f"{digest}  {stored}\n".encode()
             side_headers = {"Content-Length": str(len(line)), "Content-Type": "text/plain"}
             side, _ = put_with_retries(
                 where.sha256_url,

@@ -189,9 +189,17 @@ def test_put_to_an_nginx_webdav_folder_with_its_sha256(nginx, audit_file, tmp_pa
 @needs_nginx
 def test_a_name_template_and_a_presigned_style_url(nginx, audit_file, tmp_path):
     name = expected_name(audit_file)
-    result, _, _ = bee_upload(nginx.url("/bee/rack7/{name}"), audit_file, tmp_path)
+    result, _, _ = bee_upload(nginx.url("/bee/rack7/node-{name}"), audit_file, tmp_path)
     assert result.returncode == 0, result.stderr
-    assert set(nginx.stored()) == {f"bee/rack7/{name}", f"bee/rack7/{name}.sha256"}
+    stored = nginx.stored()
+    assert set(stored) == {f"bee/rack7/node-{name}", f"bee/rack7/node-{name}.sha256"}
+    assert stored[f"bee/rack7/node-{name}.sha256"].decode().endswith(f"  node-{name}\n")
+    assert (
+        subprocess.run(
+            ["sha256sum", "-c", f"node-{name}.sha256"], cwd=nginx.root / "bee/rack7", check=False
+        ).returncode
+        == 0
+    )
     # A query string makes it one object's full URL: nothing appended, no .sha256, and no
     # header its signature might not cover.
     signed = nginx.url("/bee/node-17.json?X-Amz-Expires=600&X-Amz-Signature=0a1b2c")
