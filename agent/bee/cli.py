@@ -152,6 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="give up after this long, retries included (default 60)",
     )
     upload.add_argument("--status", metavar="FILE", help="also write the outcome here (motd)")
+    flavour = commands.add_parser(
+        "nvidia-flavour",
+        help="print which shipped NVIDIA module flavour this machine's GPUs need (bee-nvidia)",
+    )
+    flavour.add_argument("--replay", metavar="DIR", help="answer from a --capture directory")
     return parser
 
 
@@ -192,6 +197,26 @@ def cmd_spec(args: argparse.Namespace) -> int:
         return command.spec(args.audits, args.output)
     except command.InputError as exc:
         raise UsageError(str(exc)) from None
+
+
+def cmd_nvidia_flavour(args: argparse.Namespace) -> int:
+    """stdout: `open`, `proprietary` or `none`; stderr: why. Exit 0 when there is one to load."""
+    from pathlib import Path
+
+    from bee.capture import CaptureError, ReplayRunner
+    from bee.probe import Probe
+    from bee.runner import SystemRunner
+    from bee.tools.supported_gpus import decide
+
+    try:
+        runner: Any = ReplayRunner(Path(args.replay)) if args.replay else SystemRunner()
+    except CaptureError as exc:
+        raise UsageError(str(exc)) from None
+    probe = Probe(runner, "nvidia-flavour")
+    choice, _table, _flavours, _version = decide(probe)
+    print(choice.flavour or "none")
+    print(f"bee: {choice.reason}", file=sys.stderr)
+    return 0 if choice.flavour else 1
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -347,6 +372,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_upload(args)
         if args.command in ("check", "spec"):
             return cmd_spec(args)
+        if args.command == "nvidia-flavour":
+            return cmd_nvidia_flavour(args)
         return cmd_audit(args)
     except UsageError as exc:
         _say(str(exc))

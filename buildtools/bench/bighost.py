@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import gzip
 import hashlib
 import json
 import os
@@ -53,6 +54,7 @@ from bee.tools import lsblk as bee_lsblk  # noqa: E402
 from bee.tools import nvidia_smi as bee_nvidia_smi  # noqa: E402
 from bee.tools import nvidia_smi_nvlink as bee_nvlink  # noqa: E402
 from bee.tools import smartctl as bee_smartctl  # noqa: E402
+from bee.tools import supported_gpus as bee_supported_gpus  # noqa: E402
 
 DEFAULT_FIXTURES = REPO / "fixtures"
 # The boot section's files come from this capture under fixtures/captures/ as they are.
@@ -452,6 +454,23 @@ def build_pci(seeds: list[Seed], shape: Shape) -> list[PciFunction]:
             PciFunction(alloc.on_bus0(socket), "other", socket, filler[i % len(filler)], None)
         )
     return sorted(functions, key=lambda f: f.address)
+
+
+# The driver's own list as Debian ships it (fixtures/README.md), for the nvidia_driver section.
+SUPPORTED_GPUS_GZ = REPO / "fixtures/supported-gpus/debian-trixie-nvidia-driver-550.163.01.json.gz"
+
+
+def nvidia_image_files(cap: CaptureBuilder, gpu_buses: list[str], version: str) -> None:
+    """What a bee image with NVIDIA holds: both flavours' manifests, the driver's list, the
+    loader's record, and the GPUs the loaded driver registered."""
+    nvidia = bee_supported_gpus.NVIDIA_DIR
+    for flavour in ("open", "proprietary"):
+        manifest = {"version": version, "flavour": flavour, "modules": ["nvidia.ko"]}
+        cap.file(f"{nvidia}/{flavour}/manifest.json", json.dumps(manifest) + "\n")
+    listed = gzip.decompress(SUPPORTED_GPUS_GZ.read_bytes()).decode("utf-8")
+    cap.file(bee_supported_gpus.SUPPORTED_GPUS, listed)
+    cap.file(bee_supported_gpus.LOADER_RECORD, "status=loaded\nflavour=open\nmessage=\n")
+    cap.dirs[bee_supported_gpus.PROC_GPUS] = sorted(gpu_buses)
 
 
 def lspci_output(functions: list[PciFunction]) -> str:
@@ -1086,6 +1105,7 @@ def generate(
             "  Release Build  (bee-bighost)\n",
         )
         notes.append(f"{bee_nvidia_smi.PROC_VERSION} written from the XML's driver version")
+    nvidia_image_files(cap, gpu_buses, driver_version(xml))
 
     # Boot: as the QEMU guest booted by OVMF with Secure Boot recorded it.
     booted = fixtures / "captures" / BOOT_SEED

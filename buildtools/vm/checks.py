@@ -183,7 +183,7 @@ def _items(value: Any) -> list[dict[str, Any]]:
     return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
 
-SINCE_REGISTRY = frozenset({"bmc", "health"})
+SINCE_REGISTRY = frozenset({"bmc", "health", "nvidia_driver"})
 
 
 def check_audit(document: dict[str, Any], hw: Hardware) -> list[CheckResult]:
@@ -199,6 +199,7 @@ def check_audit(document: dict[str, Any], hw: Hardware) -> list[CheckResult]:
         check_psu,
         check_bmc,
         check_health,
+        check_nvidia_driver,
     ):
         section = part.__name__.removeprefix("check_")
         if section in SINCE_REGISTRY and section not in (document.get("collectors") or {}):
@@ -220,6 +221,7 @@ MAY_BE_EMPTY = {
     # tests/vm/qemu-q35/bee-capture predates the network collector; on a live guest
     # check_network fails unless both NICs are there.
     "network": "checked by check_network",
+    "nvidia_driver": "an image built with --no-nvidia ships no modules",
 }
 
 
@@ -477,6 +479,28 @@ def check_health(document: dict[str, Any], hw: Hardware) -> list[CheckResult]:
         )
     )
     return results
+
+
+def check_nvidia_driver(document: dict[str, Any], hw: Hardware) -> list[CheckResult]:
+    """nvidia_driver: both flavours shipped, and on a machine without an NVIDIA GPU nothing
+    chosen, for that reason (bee-nvidia's ExecCondition skipped it: no loader record)."""
+    if "nvidia_driver" not in document:
+        return [_check("nvidia_driver section", False, "missing from the document")]
+    section = document["nvidia_driver"]
+    if section is None:
+        return [_check("nvidia_driver section", True, "null (an image without NVIDIA modules)")]
+    return [
+        _equal("NVIDIA flavours shipped", section.get("flavours_shipped"), ["open", "proprietary"]),
+        _equal("NVIDIA flavour chosen without a GPU", section.get("flavour_chosen"), None),
+        _equal("NVIDIA flavour reason", section.get("reason"), "no NVIDIA GPU on the PCI bus"),
+        _check(
+            "NVIDIA supported-gpus.json shipped",
+            isinstance(section.get("supported_gpus_listed"), int)
+            and section["supported_gpus_listed"] > 0,
+            repr(section.get("supported_gpus_listed")),
+        ),
+        _equal("bee-nvidia skipped (no loader record)", section.get("loader_status"), None),
+    ]
 
 
 def failed(results: Iterable[CheckResult]) -> list[CheckResult]:
