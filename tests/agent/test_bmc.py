@@ -204,7 +204,7 @@ def test_qemu_sdr_shows_ps2_failed_and_the_absent_temperature_reading():
     assert "Failure detected" in ps2.states and ps2.severity == "critical"
     assert sensors["PS1 Status"].severity is None
     temp = sensors["CPU1 Temp"]
-    assert (temp.kind, temp.readable, temp.severity) == ("processor", False, None)
+    assert (temp.kind, temp.readable, temp.severity) == ("temperature", False, None)
     [finding] = ipmitool_sdr.findings(ipmitool_sdr.parse(QEMU_SDR.read_text()))
     assert (finding.subject, finding.severity, finding.persistence) == (
         "PS2 Status",

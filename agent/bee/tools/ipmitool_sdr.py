@@ -113,9 +113,12 @@ def _reading(text: str) -> tuple[float | None, str | None, list[str]]:
 def _kind(name: str, unit: str | None, entity: int | None) -> str:
     if unit and unit.lower() in UNIT_KINDS:
         return UNIT_KINDS[unit.lower()]
+    lowered = name.lower()
+    # Without a reading there is no unit: "CPU1 Temp" on the processor entity is a temperature.
+    if "temp" in lowered:
+        return "temperature"
     if entity in ENTITY_KINDS:
         return ENTITY_KINDS[entity]
-    lowered = name.lower()
     words = lowered.replace("_", " ").split()
     if any(w.startswith(("ps", "pws", "psu")) and w[-1:].isdigit() for w in words) or (
         "psu" in words or "power supply" in lowered or "pwr supply" in lowered
