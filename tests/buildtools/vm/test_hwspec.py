@@ -25,7 +25,7 @@ def test_the_hardware_spec_accepts_the_qemu_guests_audit():
     spec = load_spec(hardware_spec(hw).encode(), "hardware-spec.toml")
     verdict = judge(spec, _document())
     assert verdict.status == ACCEPT, [r for r in verdict.checks if r.status != PASS]
-    assert verdict.profile == "qemu-test-server" and len(verdict.checks) >= 15
+    assert verdict.profile == "qemu-test-server" and len(verdict.checks) >= 14
 
 
 def test_one_dimm_more_rejects_naming_memory_and_nothing_else():
