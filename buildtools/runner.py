@@ -37,6 +37,20 @@ _TERM_WAIT_S = 10
 _KILL_WAIT_S = 10
 
 
+def _raise_interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def interrupt_on_signals() -> None:
+    """Ctrl-C, SIGTERM and SIGHUP (nox's or CI's timeout, a closed terminal) all raise
+    KeyboardInterrupt, so `run` stops the running command's group on the way out: the commands
+    run in their own session, out of the terminal's reach. SIGINT is set too, since a shell
+    starts background jobs with it ignored. Every builder command line calls this first."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _raise_interrupt)
+
+
 class CommandError(Exception):
     """A command could not start, failed or timed out; the message is one line."""
 

@@ -41,7 +41,7 @@ from buildtools.image import staging
 from buildtools.pins.aptrepo import AptError, AptRepo
 from buildtools.pins.kernel import KernelError, check_kernel, split_abi
 from buildtools.pins.versions import REPO_ROOT, Versions, VersionsError, load_versions
-from buildtools.runner import CommandError, Result, Runner
+from buildtools.runner import CommandError, Result, Runner, interrupt_on_signals
 
 BUILDER_DIR = REPO_ROOT / "iso" / "builder"
 SOURCE_DIRS = (staging.OVERLAY_DIR, BUILDER_DIR)
@@ -495,6 +495,7 @@ def _nvidia_payload(
 
 def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv)
+    interrupt_on_signals()
     options.out.mkdir(parents=True, exist_ok=True)
     # One build per dist/ at a time: two would share dist/staging and dist/lb-work.
     lock = (options.out / "build-iso.lock").open("w")

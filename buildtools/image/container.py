@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from buildtools.pins.versions import REPO_ROOT
-from buildtools.runner import CommandError, Runner
+from buildtools.runner import CommandError, Runner, interrupt_on_signals
 
 CONTAINERFILE = REPO_ROOT / "buildtools" / "image" / "Containerfile"
 ENGINES = ("podman", "docker")
@@ -126,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"build_iso_container: {exc}", file=sys.stderr)
         return 1
     log = REPO_ROOT / "dist" / "build-iso-container.log"
+    interrupt_on_signals()  # the container run stops with us (podman run --rm then removes it)
     try:
         with Runner(log, fresh=True) as runner:
             return _build_in_container(runner, [engine, *runtime], tag, command)

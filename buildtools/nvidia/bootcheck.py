@@ -46,7 +46,7 @@ from buildtools.nvidia.kbuild import headers_dir
 from buildtools.nvidia.steps import NvidiaError
 from buildtools.pins.aptrepo import AptError, AptRepo
 from buildtools.pins.versions import REPO_ROOT, Versions, VersionsError, load_versions
-from buildtools.runner import CommandError, Runner
+from buildtools.runner import CommandError, Runner, interrupt_on_signals
 
 MARK = "BEE-CHECK"
 BUSYBOX_APPLETS = ("sh", "mount", "insmod", "cat", "echo", "dmesg", "head", "grep", "poweroff")
@@ -396,6 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dist", type=Path, default=REPO_ROOT / "dist")
     parser.add_argument("--timeout", type=int, default=600, help="QEMU time limit (seconds)")
     args = parser.parse_args(argv)
+    interrupt_on_signals()
     try:
         report = bootcheck(args.dist, timeout_s=args.timeout)
     except (NvidiaError, AptError, VersionsError, CommandError, HostToolsError, OSError) as exc:

@@ -19,7 +19,6 @@ import argparse
 import os
 import re
 import shutil
-import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -36,7 +35,7 @@ from buildtools.nvidia.cache import NvidiaBuild, build_entry, cache_dir, load_en
 from buildtools.nvidia.steps import NvidiaError
 from buildtools.pins.aptrepo import AptError, AptRepo
 from buildtools.pins.versions import REPO_ROOT, Versions, VersionsError, load_versions
-from buildtools.runner import CommandError, Runner
+from buildtools.runner import CommandError, Runner, interrupt_on_signals
 
 SOURCES = ("debian", "run")
 FLAVOURS = ("proprietary", "open")
@@ -239,19 +238,6 @@ def _size_mib(path: Path) -> float:
     return sum(p.stat().st_size for p in files) / (1 << 20)
 
 
-def _raise_interrupt(signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
-def _interrupt_on_signals() -> None:
-    """SIGTERM/SIGHUP (a CI timeout, a closed terminal) clean up like Ctrl-C does: the running
-    command's process group is killed and the partial cache entry removed. SIGINT is reset too,
-    since a shell starts background jobs with it ignored."""
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _raise_interrupt)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python3 -m buildtools.nvidia.build",
@@ -263,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--versions", type=Path, help="VERSIONS file (default: iso/builder/)")
     parser.add_argument("--jobs", type=int, help="make -j (default: all CPUs, under nice)")
     args = parser.parse_args(argv)
-    _interrupt_on_signals()
+    interrupt_on_signals()  # the partial cache entry is removed on the way out, too
     log_file = args.dist.resolve() / "logs" / "nvidia.log"
 
     def say(line: str) -> None:

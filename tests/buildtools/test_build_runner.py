@@ -113,8 +113,10 @@ def test_output_reaches_the_log_while_the_command_runs(tmp_path: Path) -> None:
     assert lines == ["first", "second"]
 
 
-def test_ctrl_c_stops_the_command_group(tmp_path: Path) -> None:
-    """The builder interrupted: its running command does not outlive it."""
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_a_stopped_builder_stops_the_command_group(tmp_path: Path, stop: signal.Signals) -> None:
+    """Ctrl-C, a timeout's SIGTERM, a closed terminal: the running command does not outlive
+    the builder, even started from a shell's background job (SIGINT ignored, inherited)."""
     script = tmp_path / "run.py"
     pids = tmp_path / "pids"
     log = tmp_path / "b.log"
@@ -122,15 +124,18 @@ def test_ctrl_c_stops_the_command_group(tmp_path: Path) -> None:
         "import sys\n"
         f"sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})\n"
         "from pathlib import Path\n"
-        "from buildtools.runner import Runner\n"
+        "from buildtools.runner import Runner, interrupt_on_signals\n"
+        "interrupt_on_signals()\n"
         f"command = 'sleep 60 & echo $! > {pids}; echo started; wait'\n"
         f"Runner(Path({str(log)!r})).run(['sh', '-c', command], timeout_s=120)\n"
     )
-    proc = subprocess.Popen([sys.executable, str(script)], stderr=subprocess.PIPE)
+    # SIGINT ignored and inherited, as a shell's `cmd &` starts it; exec keeps the pid.
+    started = f'trap "" INT; exec "{sys.executable}" "{script}"'
+    proc = subprocess.Popen(["sh", "-c", started], stderr=subprocess.PIPE)
     # "started" in the log: the runner is past starting the command and streaming its output
     # (not a sleep that a loaded machine could outlast).
     _wait_for(lambda: log.exists() and "started\n" in log.read_text())
-    os.kill(proc.pid, signal.SIGINT)
+    os.kill(proc.pid, stop)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode != 0
     assert b"KeyboardInterrupt" in err
