@@ -72,3 +72,9 @@ def nvidia_bootcheck(session: nox.Session) -> None:
 def fleet_vm_test(session: nox.Session) -> None:
     """Boot guests from an ISO in QEMU, gather them with ansible/fleet.yml, check the report."""
     session.run("python3", "-m", "buildtools.vm.fleet_test", *session.posargs, external=True)
+
+
+@nox.session(venv_backend="none", default=False)
+def build_netboot(session: nox.Session) -> None:
+    """Lay a built ISO out for PXE/iPXE and HTTP in dist/netboot/ (-- --iso ISO --url URL)."""
+    session.run("python3", "-m", "buildtools.netboot.artefacts", *session.posargs, external=True)

@@ -24,6 +24,7 @@ TOOLS: dict[str, str] = {
     "apt-cache": "apt",
     "dpkg-deb": "dpkg",
     "dpkg-query": "dpkg",
+    "dpkg": "dpkg",  # dpkg -i of the image release's live-build/debootstrap, --compare-versions
     # the live-build ISO
     "lb": "live-build",
     "debootstrap": "debootstrap",
@@ -33,6 +34,7 @@ TOOLS: dict[str, str] = {
     "git": "git",
     # the NVIDIA module build
     "make": "make",
+    "chroot": "coreutils",  # make in the build root of the image's release (nvidia/buildroot.py)
     "nice": "coreutils",
     "modinfo": "kmod",
     "depmod": "kmod",

@@ -1,6 +1,6 @@
 """Build the bee live ISO: `nox -s build_iso -- [options]` (python3 -m buildtools.image.build_iso).
 
-Runs as root on a Debian bookworm host (or in the privileged container of
+Runs as root on a Debian 12 or 13 host (or in the privileged container of
 buildtools/image/container.py). Everything that can fail fast is checked first (root, host tools,
 VERSIONS, the keys file, the vendor dir, the pinned kernel on the mirror); then:
 
@@ -37,7 +37,7 @@ from pathlib import Path
 
 from buildtools import hosttools
 from buildtools.hosttools import HostToolsError
-from buildtools.image import staging
+from buildtools.image import releasetools, staging
 from buildtools.pins.aptrepo import AptError, AptRepo
 from buildtools.pins.kernel import KernelError, check_kernel, split_abi
 from buildtools.pins.versions import REPO_ROOT, Versions, VersionsError, load_versions
@@ -95,11 +95,11 @@ def check_host(euid: int, debian_version: Path) -> None:
     if euid != 0:
         raise BuildError(
             "build_iso needs root (live-build mounts and chroots): run it as root on a Debian "
-            "bookworm host, or use `nox -s build_iso_container` (a privileged container)"
+            "12 or 13 host, or use `nox -s build_iso_container` (a privileged container)"
         )
     if not debian_version.is_file():
         raise BuildError(
-            "build_iso runs on Debian bookworm; on this host use `nox -s build_iso_container`"
+            "build_iso runs on Debian (12 or 13); on this host use `nox -s build_iso_container`"
         )
 
 
@@ -236,7 +236,7 @@ def sha256_file(path: Path) -> str:
 def parse_args(argv: list[str] | None) -> Options:
     parser = argparse.ArgumentParser(
         prog="nox -s build_iso --",
-        description="Build the bee live ISO into dist/ (root, Debian bookworm).",
+        description="Build the bee live ISO into dist/ (root, a Debian 12 or 13 host).",
     )
     parser.add_argument(
         "--authorized-keys",
@@ -350,6 +350,8 @@ def build(options: Options, progress: Runner) -> Path:
     )
     if options.check_only:
         return dist
+    tools = releasetools.ensure_release_tools(repo, cache, progress)
+    progress.write(f"release tools: {tools}\n")
     source_before = {path: staging.tree_digest(path) for path in SOURCE_DIRS}
 
     with step(progress, 1, "package the agent") as notes:
@@ -399,7 +401,8 @@ def build(options: Options, progress: Runner) -> Path:
         else:
             nvidia = _nvidia_payload(versions, cache, staged, progress)
             notes.append(
-                f"driver {nvidia.version} ({nvidia.flavour}), modules {', '.join(nvidia.modules)}"
+                f"driver {nvidia.version} ({' + '.join(nvidia.flavours)}), "
+                f"modules {', '.join(nvidia.modules)}"
             )
 
     with step(progress, 7, "release file and motd") as notes:
@@ -412,7 +415,7 @@ def build(options: Options, progress: Runner) -> Path:
             debian_release=versions["DEBIAN_RELEASE"],
             debian_kernel_abi=abi,
             nvidia_driver_version=nvidia.version if nvidia else "none",
-            nvidia_flavour=nvidia.flavour if nvidia else "none",
+            nvidia_flavour=" ".join(nvidia.flavours) if nvidia else "none",
             nvidia_source=nvidia.source if nvidia else "none",
             live_build_version=live_build_version(progress),
             ssh_access=access,
@@ -487,10 +490,12 @@ def _nvidia_payload(
     from buildtools.nvidia import build as nvidia
 
     try:
-        entry = nvidia.ensure_nvidia(versions, cache, lambda line: progress.say(f"      {line}"))
+        entries = nvidia.ensure_nvidia_flavours(
+            versions, cache, lambda line: progress.say(f"      {line}")
+        )
     except (nvidia.NvidiaError, CommandError, AptError) as exc:
         raise BuildError(f"NVIDIA: {exc} (or build with --no-nvidia)") from None
-    return staging.inject_nvidia(staged, Path(entry.path))
+    return staging.inject_nvidia(staged, [Path(entry.path) for entry in entries])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -519,6 +524,7 @@ def main(argv: list[str] | None = None) -> int:
         AptError,
         CommandError,
         HostToolsError,
+        releasetools.ReleaseToolsError,
     ) as exc:
         progress.say(f"build_iso: {exc}")
         progress.say(f"build_iso: full log: {progress.log_path}")

@@ -40,6 +40,7 @@ AUTHORIZED_KEYS = Path("root/.ssh/authorized_keys")
 NVIDIA_MODULE_DIR = Path("usr/local/lib/nvidia")
 NVIDIA_FIRMWARE_DIR = NVIDIA_MODULE_DIR / "firmware"
 NVIDIA_BINARIES = ("nvidia-smi", "nvidia-modprobe", "nvidia-persistenced")
+SUPPORTED_GPUS = "supported-gpus.json"
 AGENT_ZIPAPP = "bee.pyz"
 AGENT_ENTRY = "bee.cli:main"
 
@@ -372,7 +373,7 @@ def inject_vendor(staging: Path, vendor_dir: Path, *, must_exist: bool = False) 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NvidiaPayload:
     version: str
-    flavour: str
+    flavours: tuple[str, ...]
     source: str
     modules: tuple[str, ...]
 
@@ -385,13 +386,8 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def inject_nvidia(staging: Path, cache_dir: Path) -> NvidiaPayload:
-    """Lay the NVIDIA cache dir (buildtools/nvidia/build.py) into the staged tree.
-
-    modules/*.ko -> /usr/local/lib/nvidia/, bin/* -> /usr/local/bin/, lib/* (with the .so.1
-    links) -> /usr/lib/, firmware/nvidia/<v>/ -> /usr/local/lib/nvidia/firmware/nvidia/<v>/
-    (bee-nvidia points the kernel's firmware loader there). Checks the manifest's sha256s.
-    """
+def _read_entry(cache_dir: Path) -> dict:
+    """An NVIDIA cache entry's manifest, after checking every file it lists."""
     manifest_path = cache_dir / "manifest.json"
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
@@ -409,26 +405,64 @@ def inject_nvidia(staging: Path, cache_dir: Path) -> NvidiaPayload:
     modules = [cache_dir / "modules" / name for name in module_names]
     if not modules or any(not path.is_file() for path in modules):
         raise StagingError(f"NVIDIA cache {cache_dir}: modules {module_names} not all present")
-    smi = cache_dir / "bin" / "nvidia-smi"
-    if not smi.is_file():
+    if not (cache_dir / "bin" / "nvidia-smi").is_file():
         raise StagingError(f"NVIDIA cache {cache_dir}: bin/nvidia-smi is missing")
+    if not (cache_dir / SUPPORTED_GPUS).is_file():
+        raise StagingError(f"NVIDIA cache {cache_dir}: {SUPPORTED_GPUS} is missing")
+    return manifest
 
-    module_dir = staging / NVIDIA_MODULE_DIR
-    module_dir.mkdir(parents=True, exist_ok=True)
-    for path in sorted((cache_dir / "modules").glob("*.ko")):
-        shutil.copy2(path, module_dir / path.name)
-        (module_dir / path.name).chmod(0o644)
-    shutil.copy2(manifest_path, module_dir / "manifest.json")
+
+def _user_space(cache_dir: Path, manifest: dict) -> dict[str, str]:
+    """sha256 of everything but the modules: what every flavour's entry must share."""
+    hashes = manifest.get("sha256") if isinstance(manifest.get("sha256"), dict) else {}
+    return {rel: digest for rel, digest in hashes.items() if not rel.startswith("modules/")}
+
+
+def inject_nvidia(staging: Path, cache_dirs: list[Path]) -> NvidiaPayload:
+    """Lay the NVIDIA cache entries (buildtools/nvidia/build.py, one per flavour) into the tree.
+
+    modules/*.ko and manifest.json -> /usr/local/lib/nvidia/<flavour>/; from the first entry
+    (the others must hold the very same files): bin/* -> /usr/local/bin/, lib/* (with the .so.1
+    links) -> /usr/lib/, firmware/nvidia/<v>/ -> /usr/local/lib/nvidia/firmware/nvidia/<v>/
+    (bee-nvidia points the kernel's firmware loader there), supported-gpus.json ->
+    /usr/local/lib/nvidia/ (bee-nvidia picks the flavour from it). Checks the manifests' sha256s.
+    """
+    if not cache_dirs:
+        raise StagingError("no NVIDIA cache entry to ship")
+    entries = [(Path(path), _read_entry(Path(path))) for path in cache_dirs]
+    first_dir, first = entries[0]
+    flavours = []
+    for cache_dir, manifest in entries:
+        flavour = str(manifest.get("flavour") or "")
+        if flavour in flavours or flavour not in ("open", "proprietary"):
+            raise StagingError(f"NVIDIA cache {cache_dir}: flavour {flavour!r} unknown or twice")
+        if manifest["version"] != first["version"]:
+            versions = f"{first['version']} and {manifest['version']}"
+            raise StagingError(f"NVIDIA caches of two driver versions: {versions}")
+        if _user_space(cache_dir, manifest) != _user_space(first_dir, first):
+            raise StagingError(
+                f"NVIDIA caches {first_dir.name} and {cache_dir.name} differ outside modules/: "
+                "one user space must serve both flavours"
+            )
+        flavours.append(flavour)
+        module_dir = staging / NVIDIA_MODULE_DIR / flavour
+        module_dir.mkdir(parents=True, exist_ok=True)
+        for path in sorted((cache_dir / "modules").glob("*.ko")):
+            shutil.copy2(path, module_dir / path.name)
+            (module_dir / path.name).chmod(0o644)
+        shutil.copy2(cache_dir / "manifest.json", module_dir / "manifest.json")
+    shutil.copy2(first_dir / SUPPORTED_GPUS, staging / NVIDIA_MODULE_DIR / SUPPORTED_GPUS)
     bin_dir = staging / "usr/local/bin"
     bin_dir.mkdir(parents=True, exist_ok=True)
     for name in NVIDIA_BINARIES:
-        source = cache_dir / "bin" / name
+        source = first_dir / "bin" / name
         if source.is_file():
             shutil.copy2(source, bin_dir / name)
             (bin_dir / name).chmod(0o755)
     lib_dir = staging / "usr/lib"
     lib_dir.mkdir(parents=True, exist_ok=True)
-    for path in sorted((cache_dir / "lib").iterdir()) if (cache_dir / "lib").is_dir() else []:
+    libs = first_dir / "lib"
+    for path in sorted(libs.iterdir()) if libs.is_dir() else []:
         dest = lib_dir / path.name
         if dest.is_symlink() or dest.exists():
             dest.unlink()
@@ -436,14 +470,14 @@ def inject_nvidia(staging: Path, cache_dir: Path) -> NvidiaPayload:
             dest.symlink_to(os.readlink(path))
         else:
             shutil.copy2(path, dest)
-    firmware = cache_dir / "firmware"
+    firmware = first_dir / "firmware"
     if firmware.is_dir():
         shutil.copytree(firmware, staging / NVIDIA_FIRMWARE_DIR, dirs_exist_ok=True)
     return NvidiaPayload(
-        version=str(manifest["version"]),
-        flavour=str(manifest.get("flavour") or "unknown"),
-        source=str(manifest.get("source") or "unknown"),
-        modules=tuple(module_names),
+        version=str(first["version"]),
+        flavours=tuple(flavours),
+        source=str(first.get("source") or "unknown"),
+        modules=tuple(first.get("modules") or ()),
     )
 
 
@@ -461,7 +495,7 @@ class Release:
     debian_release: str
     debian_kernel_abi: str
     nvidia_driver_version: str
-    nvidia_flavour: str
+    nvidia_flavour: str  # the flavours shipped, space separated: "open proprietary"
     nvidia_source: str
     live_build_version: str
     ssh_access: str
@@ -480,7 +514,10 @@ class Release:
         if self.nvidia_driver_version == "none":
             nvidia = "none (built with --no-nvidia)"
         else:
-            nvidia = f"{self.nvidia_driver_version} ({self.nvidia_flavour}, {self.nvidia_source})"
+            nvidia = (
+                f"{self.nvidia_driver_version} ({self.nvidia_flavour.replace(' ', ' + ')} modules, "
+                f"{self.nvidia_source}; bee-nvidia picks per GPU)"
+            )
         return (
             "\n"
             f"bee {self.bee_version} hardware audit image\n"

@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import lzma
 import os
 import re
 import shutil
@@ -40,7 +41,8 @@ from typing import Any
 
 from buildtools import hosttools
 from buildtools.hosttools import HostToolsError
-from buildtools.nvidia.build import ensure_nvidia
+from buildtools.nvidia.build import FLAVOURS, ensure_nvidia, pinned_flavours
+from buildtools.nvidia.buildroot import kernel_build_root
 from buildtools.nvidia.cache import NvidiaBuild
 from buildtools.nvidia.kbuild import headers_dir
 from buildtools.nvidia.steps import NvidiaError
@@ -104,9 +106,9 @@ def unknown_symbols(dmesg: list[str]) -> set[str]:
     return found
 
 
-def kernel_symbols(kernel_abi: str) -> set[str]:
+def kernel_symbols(kernel_abi: str, headers: Path | None = None) -> set[str]:
     """Exported symbols of the kernel and its in-tree modules (Module.symvers: crc, name, ...)."""
-    path = headers_dir(kernel_abi) / "Module.symvers"
+    path = (headers or headers_dir(kernel_abi)) / "Module.symvers"
     symbols = set()
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         parts = line.split("\t")
@@ -163,9 +165,22 @@ def parse_modules_dep(text: str) -> dict[str, list[str]]:
     return deps
 
 
+# Debian 13 ships its in-tree modules xz-compressed (drm.ko.xz); busybox insmod loads only
+# plain ELF, so they are unpacked into the initramfs.
+_COMPRESSED = {".xz": lzma.decompress, ".gz": gzip.decompress}
+
+
+def module_stem(path: str) -> str:
+    """`kernel/drivers/gpu/drm/drm_kms_helper.ko.xz` -> `drm_kms_helper`."""
+    name = Path(path).name
+    for suffix in _COMPRESSED:
+        name = name.removesuffix(suffix)
+    return name.removesuffix(".ko")
+
+
 def load_order(wanted: list[str], deps: dict[str, list[str]]) -> list[str]:
     """Module paths for the module names `wanted`, dependencies first, each once."""
-    by_name = {Path(path).name.removesuffix(".ko").replace("-", "_"): path for path in deps}
+    by_name = {module_stem(path).replace("-", "_"): path for path in deps}
     order: list[str] = []
 
     def visit(path: str) -> None:
@@ -221,14 +236,20 @@ def build_initramfs(
     for applet in BUSYBOX_APPLETS:
         (tree / "bin" / applet).symlink_to("busybox")
 
+    # Debian 13's package has usr/lib/modules/ only (merged /usr); depmod -b looks in lib/.
+    if not (kernel_root / "lib").exists() and (kernel_root / "usr/lib").is_dir():
+        (kernel_root / "lib").symlink_to("usr/lib")
     log.run(["depmod", "-b", kernel_root, kernel_abi], timeout_s=120)
     moddir = kernel_root / "lib/modules" / kernel_abi
     deps = parse_modules_dep((moddir / "modules.dep").read_text())
     dep_paths = load_order(build.manifest["external_depends"], deps)
     dep_names = []
     for rel in dep_paths:
-        shutil.copy2(moddir / rel, tree / "deps" / Path(rel).name)
-        dep_names.append(Path(rel).name)
+        name = module_stem(rel) + ".ko"
+        data = (moddir / rel).read_bytes()
+        unpack = _COMPRESSED.get(Path(rel).suffix)
+        (tree / "deps" / name).write_bytes(unpack(data) if unpack else data)
+        dep_names.append(name)
     for module in build.module_paths:
         shutil.copy2(module, tree / "nvidia" / module.name)
     shutil.copy2(build.path / "bin/nvidia-smi", tree / "usr/local/bin/nvidia-smi")
@@ -323,21 +344,28 @@ def run_qemu(kernel: Path, initrd: Path, serial_log: Path, log: Runner, timeout_
     return serial_log.read_text(encoding="utf-8", errors="replace")
 
 
-def bootcheck(dist_dir: Path, say: Any = print, timeout_s: int = 600) -> dict[str, Any]:
+def bootcheck(
+    dist_dir: Path, say: Any = print, timeout_s: int = 600, flavour: str | None = None
+) -> list[dict[str, Any]]:
+    """Boot the pinned kernel once per shipped flavour (or the one asked for); one report each."""
     versions = load_versions()
     dist_dir = Path(dist_dir).resolve()
+    flavours = [flavour] if flavour else list(pinned_flavours(versions))
     with Runner(dist_dir / "logs" / "nvidia-bootcheck.log", say=say) as log:
         hosttools.ensure("nvidia_bootcheck", log)
-        build = ensure_nvidia(versions, dist_dir, say)
-        return _bootcheck(build, versions, dist_dir, log, timeout_s)
+        return [_bootcheck(versions, dist_dir, one, log, timeout_s) for one in flavours]
 
 
 def _bootcheck(
-    build: NvidiaBuild, versions: Versions, dist_dir: Path, log: Runner, timeout_s: int
+    versions: Versions, dist_dir: Path, flavour: str, log: Runner, timeout_s: int
 ) -> dict[str, Any]:
     abi = versions.kernel_abi
     work = dist_dir / "nvidia-bootcheck"
-    with log.step("nvidia-bootcheck: kernel and busybox packages") as notes:
+    tag = f"nvidia-bootcheck {flavour}"
+    build = ensure_nvidia(versions, dist_dir, log.say, flavour=flavour)
+    out = work / flavour
+    out.mkdir(parents=True, exist_ok=True)
+    with log.step(f"{tag}: kernel and busybox packages") as notes:
         repo = AptRepo.from_versions(versions, dist_dir, runner=log)
         debs_dir = work / "debs"
         wanted = {f"linux-image-{abi}": None, "busybox-static": None}
@@ -353,27 +381,41 @@ def _bootcheck(
         bb_root = work / "busybox"
         shutil.rmtree(bb_root, ignore_errors=True)
         log.run(["dpkg-deb", "-x", wanted["busybox-static"], bb_root], timeout_s=600)
+        where = kernel_build_root(
+            release=versions["DEBIAN_RELEASE"],
+            kernel_abi=abi,
+            repo=repo,
+            dist_dir=dist_dir,
+            log=log,
+        )
         notes.append(", ".join(path.name for path in wanted.values() if path))
-    with log.step("nvidia-bootcheck: initramfs") as notes:
+    with log.step(f"{tag}: initramfs") as notes:
         initrd = build_initramfs(
             build=build,
             kernel_root=kernel_root,
             kernel_abi=abi,
-            busybox=bb_root / "bin/busybox",
-            dest=work / "initrd.gz",
+            # bin/ in Debian 12's package, usr/bin/ in Debian 13's (merged /usr).
+            busybox=next(
+                (p for p in (bb_root / "bin/busybox", bb_root / "usr/bin/busybox") if p.is_file()),
+                bb_root / "bin/busybox",
+            ),
+            dest=out / "initrd.gz",
             log=log,
         )
         notes.append(f"{initrd} ({initrd.stat().st_size >> 20} MiB)")
-    with log.step("nvidia-bootcheck: boot (qemu, tcg)") as notes:
+    with log.step(f"{tag}: boot (qemu, tcg)") as notes:
         serial = run_qemu(
-            kernel_root / "boot" / f"vmlinuz-{abi}", initrd, work / "serial.log", log, timeout_s
+            kernel_root / "boot" / f"vmlinuz-{abi}", initrd, out / "serial.log", log, timeout_s
         )
         boot = parse_serial(serial)
         notes.append(f"booted {boot.kernel or '?'}")
     shutil.rmtree(kernel_root, ignore_errors=True)
-    problems = judge(boot, build.manifest["modules"], abi, kernel_symbols(abi))
+    initrd.unlink(missing_ok=True)
+    symbols = kernel_symbols(abi, where.path(headers_dir(abi)))
+    problems = judge(boot, build.manifest["modules"], abi, symbols)
     report = {
         "kernel_abi": abi,
+        "flavour": flavour,
         "booted_kernel": boot.kernel,
         "entry": str(build.path),
         "in_tree_dependencies": boot.deps,
@@ -382,9 +424,9 @@ def _bootcheck(
         "nvidia_smi": {"rc": boot.smi[0], "first_line": boot.smi[1]} if boot.smi else None,
         "unknown_symbols": sorted(unknown_symbols(boot.dmesg)),
         "problems": problems,
-        "serial_log": str(work / "serial.log"),
+        "serial_log": str(out / "serial.log"),
     }
-    (work / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
 
 
@@ -395,22 +437,26 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--dist", type=Path, default=REPO_ROOT / "dist")
     parser.add_argument("--timeout", type=int, default=600, help="QEMU time limit (seconds)")
+    parser.add_argument("--flavour", choices=FLAVOURS, help="check only this flavour")
     args = parser.parse_args(argv)
     interrupt_on_signals()
     try:
-        report = bootcheck(args.dist, timeout_s=args.timeout)
+        reports = bootcheck(args.dist, timeout_s=args.timeout, flavour=args.flavour)
     except (NvidiaError, AptError, VersionsError, CommandError, HostToolsError, OSError) as exc:
         print(f"nvidia-bootcheck: error: {exc}", file=sys.stderr)
         return 1
-    for name, outcome in report["insmod"].items():
-        print(f"nvidia-bootcheck: insmod {name}: rc={outcome['rc']} {outcome['message']}")
-    if report["nvidia_smi"]:
-        smi = report["nvidia_smi"]
-        print(f"nvidia-bootcheck: nvidia-smi: exit {smi['rc']}: {smi['first_line']}")
-    for problem in report["problems"]:
-        print(f"nvidia-bootcheck: FAIL: {problem}", file=sys.stderr)
-    print(f"nvidia-bootcheck: report {Path(report['serial_log']).parent / 'report.json'}")
-    return 1 if report["problems"] else 0
+    for report in reports:
+        name = f"nvidia-bootcheck {report['flavour']}"
+        for module, outcome in report["insmod"].items():
+            print(f"{name}: insmod {module}: rc={outcome['rc']} {outcome['message']}")
+        if report["nvidia_smi"]:
+            smi = report["nvidia_smi"]
+            print(f"{name}: nvidia-smi: exit {smi['rc']}: {smi['first_line']}")
+        for problem in report["problems"]:
+            print(f"{name}: FAIL: {problem}", file=sys.stderr)
+        verdict = "FAIL" if report["problems"] else "ok"
+        print(f"{name}: {verdict}; report {Path(report['serial_log']).parent / 'report.json'}")
+    return 1 if any(report["problems"] for report in reports) else 0
 
 
 if __name__ == "__main__":

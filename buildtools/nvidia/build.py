@@ -31,6 +31,7 @@ from typing import Any
 from buildtools import hosttools
 from buildtools.hosttools import HostToolsError
 from buildtools.nvidia import kbuild, sources
+from buildtools.nvidia.buildroot import kernel_build_root
 from buildtools.nvidia.cache import NvidiaBuild, build_entry, cache_dir, load_entry, pid_alive
 from buildtools.nvidia.steps import NvidiaError
 from buildtools.pins.aptrepo import AptError, AptRepo
@@ -59,11 +60,16 @@ class DriverPins:
 
     @classmethod
     def from_versions(
-        cls, versions: Versions, *, source: str | None = None, run_file: Path | None = None
+        cls,
+        versions: Versions,
+        *,
+        flavour: str | None = None,
+        source: str | None = None,
+        run_file: Path | None = None,
     ) -> DriverPins:
         pins = cls(
             version=versions["NVIDIA_DRIVER_VERSION"],
-            flavour=versions.get("NVIDIA_FLAVOUR", "proprietary"),
+            flavour=flavour or pinned_flavours(versions)[0],
             source=source or versions.get("NVIDIA_SOURCE", "debian"),
             kernel_abi=versions.kernel_abi,
             run_url=versions.get("NVIDIA_RUN_URL"),
@@ -80,7 +86,7 @@ class DriverPins:
             raise NvidiaError(f"NVIDIA_FLAVOUR {self.flavour!r} is not one of {FLAVOURS}")
         if self.source not in SOURCES:
             raise NvidiaError(f"NVIDIA_SOURCE {self.source!r} is not one of {SOURCES}")
-        kbuild.parse_abi(self.kernel_abi)
+        kbuild.check_abi(self.kernel_abi)
         if self.run_file is not None and self.source != "run":
             raise NvidiaError("--run-file needs --source run (or NVIDIA_SOURCE=run)")
         if self.source == "run" and self.run_sha256 and not _SHA256.match(self.run_sha256):
@@ -102,23 +108,50 @@ class DriverPins:
 SayFn = Callable[[str], None]
 
 
+def pinned_flavours(versions: Versions) -> tuple[str, ...]:
+    """NVIDIA_FLAVOURS ("open proprietary": both are built and shipped, bee-nvidia picks one per
+    machine at boot), or the older single NVIDIA_FLAVOUR."""
+    pinned = versions.get("NVIDIA_FLAVOURS") or versions.get("NVIDIA_FLAVOUR")
+    words = tuple(pinned.split())
+    if not words:
+        raise NvidiaError("NVIDIA_FLAVOURS is not set in VERSIONS (open, proprietary or both)")
+    for word in words:
+        if word not in FLAVOURS or words.count(word) > 1:
+            raise NvidiaError(
+                f"NVIDIA_FLAVOURS {' '.join(words)!r}: each of {FLAVOURS} at most once"
+            )
+    return words
+
+
+def ensure_nvidia_flavours(
+    versions: Versions, dist_dir: Path, log: SayFn = print, **options: Any
+) -> list[NvidiaBuild]:
+    """One cache entry per pinned flavour (they share the downloads and the build root)."""
+    return [
+        ensure_nvidia(versions, dist_dir, log, flavour=flavour, **options)
+        for flavour in pinned_flavours(versions)
+    ]
+
+
 def ensure_nvidia(
     versions: Versions,
     dist_dir: Path,
     log: SayFn = print,
     *,
+    flavour: str | None = None,
     source: str | None = None,
     run_file: Path | None = None,
     log_file: Path | None = None,
     jobs: int | None = None,
 ) -> NvidiaBuild:
-    """The cache entry for the pinned driver and kernel: reused if valid, else built.
+    """The cache entry for the pinned driver and kernel, one flavour (default: the first
+    pinned): reused if valid, else built.
 
     `log` gets one progress line per step. Raises NvidiaError, AptError or CommandError with a
     one-line message; command output is in `log_file` (default dist/logs/nvidia.log).
     """
     dist_dir = Path(dist_dir).resolve()
-    pins = DriverPins.from_versions(versions, source=source, run_file=run_file)
+    pins = DriverPins.from_versions(versions, flavour=flavour, source=source, run_file=run_file)
     with Runner(log_file or dist_dir / "logs" / "nvidia.log", say=log) as runner:
         runner.write(f"\n=== {datetime.now(UTC).isoformat()} ensure_nvidia {pins}\n")
         return _ensure(pins, versions, dist_dir, runner, jobs)
@@ -127,10 +160,11 @@ def ensure_nvidia(
 def _ensure(
     pins: DriverPins, versions: Versions, dist_dir: Path, runner: Runner, jobs: int | None
 ) -> NvidiaBuild:
-    final = cache_dir(dist_dir, pins.version, pins.kernel_abi)
+    final = cache_dir(dist_dir, pins.version, pins.kernel_abi, pins.flavour)
     inputs = pins.cache_inputs()
+    tag = f"nvidia {pins.flavour}"  # two flavours are built in one run: say which
 
-    with runner.step("nvidia: cache") as notes:
+    with runner.step(f"{tag}: cache") as notes:
         entry, why = load_entry(final, inputs)
         notes.append(f"hit {final}" if entry else f"miss: {why}")
     if entry is not None:
@@ -141,7 +175,7 @@ def _ensure(
     hosttools.ensure("nvidia_modules", runner)
     repo = AptRepo.from_versions(versions, dist_dir, runner=runner)
     if pins.source == "run":
-        with runner.step("nvidia: fetch installer") as notes:
+        with runner.step(f"{tag}: fetch installer") as notes:
             run_path, cached = sources.fetch_run(
                 url=pins.run_url,
                 sha256=pins.run_sha256,
@@ -150,12 +184,20 @@ def _ensure(
                 local_file=pins.run_file,
             )
             notes.append(f"{run_path.name} sha256 ok" + (" (cached)" if cached else ""))
-    with runner.step("nvidia: kernel headers") as notes:
-        notes.append(kbuild.ensure_headers(pins.kernel_abi, repo))
-        compiler = kbuild.kernel_compiler(pins.kernel_abi)
+    with runner.step(f"{tag}: kernel headers") as notes:
+        kbuild.check_headers_on_mirror(pins.kernel_abi, repo)
+        where = kernel_build_root(
+            release=versions["DEBIAN_RELEASE"],
+            kernel_abi=pins.kernel_abi,
+            repo=repo,
+            dist_dir=dist_dir,
+            log=runner,
+        )
+        notes.append(kbuild.ensure_headers(pins.kernel_abi, repo, where))
+        compiler = kbuild.kernel_compiler(pins.kernel_abi, where)
 
     with work_dir(dist_dir) as work:
-        with runner.step(f"nvidia: driver source ({pins.source})") as notes:
+        with runner.step(f"{tag}: driver source ({pins.source})") as notes:
             if pins.source == "run":
                 tree = sources.extract_run(
                     run_path,
@@ -176,13 +218,17 @@ def _ensure(
                 )
                 notes.append(f"{len(tree.origin['packages'])} packages at {pins.version}")
 
+            fixes = kbuild.fit_source_to_kernel(tree.kernel_src, pins.kernel_abi, where)
+            if fixes:
+                notes.append(f"{len(fixes)} source fix(es) for this kernel")
+
         def fill(entry_dir: Path) -> dict[str, Any]:
-            with runner.step(f"nvidia: make modules ({pins.flavour}, {compiler})") as notes:
+            with runner.step(f"{tag}: make modules ({pins.flavour}, {compiler})") as notes:
                 built = kbuild.build_modules(
-                    tree.kernel_src, pins.kernel_abi, compiler, runner, jobs
+                    tree.kernel_src, pins.kernel_abi, compiler, runner, jobs=jobs, where=where
                 )
                 notes.append(", ".join(module.name for module in built))
-            with runner.step("nvidia: check modules") as notes:
+            with runner.step(f"{tag}: check modules") as notes:
                 (entry_dir / "modules").mkdir()
                 shipped = []
                 for module in built:
@@ -193,7 +239,7 @@ def _ensure(
                     shipped, kernel_abi=pins.kernel_abi, version=pins.version, log=runner
                 )
                 notes.append(f"vermagic {pins.kernel_abi}, version {pins.version}: ok")
-            with runner.step("nvidia: user space") as notes:
+            with runner.step(f"{tag}: user space") as notes:
                 user_fields = kbuild.assemble_user_space(tree, entry_dir, pins.version)
                 smi = kbuild.check_user_space(entry_dir, runner)
                 notes.append(f"nvidia-smi here: {smi}")
@@ -204,6 +250,8 @@ def _ensure(
                 "source": pins.source,
                 "source_detail": tree.origin,
                 "compiler": compiler,
+                "source_fixes": fixes,
+                "built_in": str(where.root) if where.root else "host",
                 "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "build_seconds": round(time.monotonic() - started, 1),
                 "nvidia_smi_on_build_host": smi,
@@ -211,7 +259,7 @@ def _ensure(
                 **user_fields,
             }
 
-        with runner.step("nvidia: cache entry") as notes:
+        with runner.step(f"{tag}: cache entry") as notes:
             entry = build_entry(final, inputs, fill)
             notes.append(f"{final} ({_size_mib(final):.0f} MiB)")
     return entry
@@ -244,6 +292,9 @@ def main(argv: list[str] | None = None) -> int:
         description="Build (or reuse) the NVIDIA modules and user space for the pinned kernel.",
     )
     parser.add_argument("--source", choices=SOURCES, help="override NVIDIA_SOURCE")
+    parser.add_argument(
+        "--flavour", choices=FLAVOURS, help="build only this one (default: NVIDIA_FLAVOURS)"
+    )
     parser.add_argument("--run-file", type=Path, help="a local .run installer (--source run)")
     parser.add_argument("--dist", type=Path, default=REPO_ROOT / "dist", help="output directory")
     parser.add_argument("--versions", type=Path, help="VERSIONS file (default: iso/builder/)")
@@ -257,15 +308,20 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         versions = load_versions(args.versions) if args.versions else load_versions()
-        build = ensure_nvidia(
-            versions,
-            args.dist,
-            say,
-            source=args.source,
-            run_file=args.run_file,
-            log_file=log_file,
-            jobs=args.jobs,
-        )
+        flavours = [args.flavour] if args.flavour else list(pinned_flavours(versions))
+        builds = [
+            ensure_nvidia(
+                versions,
+                args.dist,
+                say,
+                flavour=flavour,
+                source=args.source,
+                run_file=args.run_file,
+                log_file=log_file,
+                jobs=args.jobs,
+            )
+            for flavour in flavours
+        ]
     except (NvidiaError, AptError, VersionsError, CommandError, HostToolsError) as exc:
         print(f"nvidia: error: {exc}", file=sys.stderr)
         if log_file.exists():
@@ -274,11 +330,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("nvidia: interrupted; no cache entry was written", file=sys.stderr)
         return 130
-    manifest = build.manifest
-    print(
-        f"nvidia: {manifest['version']} {manifest['flavour']} for {manifest['kernel_abi']} "
-        f"from {manifest['source']}: {build.path}" + (" (reused)" if build.cache_hit else "")
-    )
+    for build in builds:
+        manifest = build.manifest
+        print(
+            f"nvidia: {manifest['version']} {manifest['flavour']} for {manifest['kernel_abi']} "
+            f"from {manifest['source']}: {build.path}" + (" (reused)" if build.cache_hit else "")
+        )
     return 0
 
 

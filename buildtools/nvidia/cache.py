@@ -8,10 +8,11 @@ and every file it lists still has the recorded sha256.
 
 Layout (what the ISO builder, buildtools/image/staging.py `inject_nvidia`, copies into the image):
 
-    modules/*.ko                 insmod order in manifest["modules"]
+    modules/*.ko                 insmod order in manifest["modules"] (one flavour per entry)
     bin/nvidia-smi  bin/nvidia-modprobe  [bin/nvidia-persistenced]
     lib/libnvidia-ml.so.<v>  lib/libnvidia-ml.so.1 -> ...  lib/libcuda.so.<v>  lib/libcuda.so.1
     firmware/nvidia/<v>/gsp_*.bin
+    supported-gpus.json          the driver's own list of chips (bee-nvidia picks the flavour)
     manifest.json
 """
 
@@ -28,7 +29,8 @@ from typing import Any
 
 from buildtools.nvidia.steps import NvidiaError
 
-CACHE_FORMAT = 2  # 2: external_depends treats - and _ alike
+CACHE_FORMAT = 3  # 2: external_depends treats - and _ alike; 3: one entry per flavour, with
+# the driver's supported-gpus.json
 MANIFEST = "manifest.json"
 _CHUNK = 1 << 20
 
@@ -63,8 +65,8 @@ def verify_sha256(path: Path, expected: str, *, what: str, pin_name: str) -> str
     )
 
 
-def cache_dir(dist_dir: Path, version: str, kernel_abi: str) -> Path:
-    return Path(dist_dir) / f"nvidia-{version}-{kernel_abi}"
+def cache_dir(dist_dir: Path, version: str, kernel_abi: str, flavour: str) -> Path:
+    return Path(dist_dir) / f"nvidia-{version}-{kernel_abi}-{flavour}"
 
 
 def partial_dir(final: Path) -> Path:

@@ -12,20 +12,23 @@ past loading libnvidia-ml (on a host without the driver it says it cannot talk t
 
 from __future__ import annotations
 
+import gzip
+import json
 import os
 import re
 import shutil
 from pathlib import Path
 from typing import Any
 
+from buildtools.nvidia.buildroot import KernelBuildRoot
 from buildtools.nvidia.sources import DriverTree
 from buildtools.nvidia.steps import NvidiaError
 from buildtools.pins.aptrepo import AptRepo
+from buildtools.pins.kernel import KernelError, abi_series, split_abi
 from buildtools.runner import Runner
 
 # insmod order: nvidia first; modeset and uvm need its symbols; drm needs modeset.
 MODULE_ORDER = ("nvidia", "nvidia-modeset", "nvidia-uvm", "nvidia-drm", "nvidia-peermem")
-_ABI = re.compile(r"^(\d+\.\d+\.\d+)-(\d+)-([a-z0-9][a-z0-9-]*)$")
 ELF_MAGIC = b"\x7fELF"
 # nvidia-smi's exit codes (nvidia-smi(1)): 9 = cannot talk to the driver, 6 = no GPU found,
 # 12 = NVML shared library not found.
@@ -37,35 +40,44 @@ def headers_dir(kernel_abi: str) -> Path:
     return Path("/lib/modules") / kernel_abi / "build"
 
 
-def parse_abi(kernel_abi: str) -> tuple[str, str, str]:
-    """`6.1.0-56-amd64` -> ("6.1.0", "56", "amd64")."""
-    match = _ABI.match(kernel_abi)
-    if match is None:
-        raise NvidiaError(f"DEBIAN_KERNEL_ABI {kernel_abi!r} is not like 6.1.0-56-amd64")
-    base, number, flavour = match.groups()
-    return base, number, flavour
+def check_abi(kernel_abi: str) -> None:
+    """NvidiaError unless `kernel_abi` is a Debian kernel ABI (6.12.118+deb13-amd64)."""
+    try:
+        split_abi(kernel_abi)
+    except KernelError as exc:
+        raise NvidiaError(f"DEBIAN_KERNEL_ABI: {exc}") from None
 
 
 def headers_pattern(kernel_abi: str) -> str:
-    base, _number, flavour = parse_abi(kernel_abi)
-    return rf"linux-headers-{re.escape(base)}-[0-9]+-{re.escape(flavour)}"
+    check_abi(kernel_abi)
+    return f"linux-headers-{abi_series(kernel_abi)}"
 
 
-def ensure_headers(kernel_abi: str, repo: AptRepo) -> str:
-    """Install linux-headers-<ABI> unless present; stop, naming what the mirror has, if absent."""
-    build = headers_dir(kernel_abi)
-    if (build / "Makefile").is_file() and (build / ".config").is_file():
-        return f"{build} present"
+def check_headers_on_mirror(kernel_abi: str, repo: AptRepo) -> None:
+    """Stop, naming what the mirror has, when linux-headers-<ABI> is not on it."""
     package = f"linux-headers-{kernel_abi}"
     repo.ensure_updated()
     if not repo.has_package(package):
         offered = repo.names_matching(headers_pattern(kernel_abi))
-        newest = max(offered, key=_abi_number, default=None)
+        newest = max(offered, key=_abi_key, default=None)
         hint = f"; the newest is {newest} (nox -s bump_kernel)" if newest else ""
         raise NvidiaError(
             f"{package} is not on {repo.mirror}: it offers "
             f"{', '.join(offered) or 'no linux-headers for this kernel series'}{hint}"
         )
+
+
+def ensure_headers(kernel_abi: str, repo: AptRepo, where: KernelBuildRoot) -> str:
+    """linux-headers-<ABI> where make runs: present, or installed on the host (a build root
+    has them unpacked by buildroot.py)."""
+    build = where.path(headers_dir(kernel_abi))
+    if (build / "Makefile").is_file() and (build / ".config").is_file():
+        note = f" (build root: the host is not {where.release})" if where.root else ""
+        return f"{build} present{note}"
+    package = f"linux-headers-{kernel_abi}"
+    check_headers_on_mirror(kernel_abi, repo)
+    if where.root is not None:
+        raise NvidiaError(f"the build root {where.root} has no {build}/Makefile")
     if os.geteuid() != 0:
         raise NvidiaError(f"{package} is not installed and installing it needs root")
     repo.install([package])
@@ -74,17 +86,20 @@ def ensure_headers(kernel_abi: str, repo: AptRepo) -> str:
     return f"installed {package}"
 
 
-def _abi_number(name: str) -> int:
-    match = re.search(r"-(\d+)-[a-z0-9-]+$", name)
-    return int(match.group(1)) if match else -1
+def _abi_key(name: str) -> tuple[int, int, int, int]:
+    try:
+        return split_abi(name.removeprefix("linux-headers-"))[0]
+    except KernelError:
+        return (-1, -1, -1, -1)
 
 
-def kernel_compiler(kernel_abi: str) -> str:
-    """The compiler named by the kernel's CONFIG_CC_VERSION_TEXT (`gcc-12` on bookworm).
+def kernel_compiler(kernel_abi: str, where: KernelBuildRoot) -> str:
+    """The compiler named by the kernel's CONFIG_CC_VERSION_TEXT, where make runs.
 
-    The line looks like: CONFIG_CC_VERSION_TEXT="gcc-12 (Debian 12.2.0-14+deb12u1) 12.2.0"
+    Debian 12: CONFIG_CC_VERSION_TEXT="gcc-12 (Debian 12.2.0-14+deb12u1) 12.2.0"
+    Debian 13: CONFIG_CC_VERSION_TEXT="x86_64-linux-gnu-gcc-14 (Debian 14.2.0-19) 14.2.0"
     """
-    config = headers_dir(kernel_abi) / ".config"
+    config = where.path(headers_dir(kernel_abi)) / ".config"
     try:
         text = config.read_text(encoding="utf-8", errors="replace")
     except OSError as exc:
@@ -95,7 +110,8 @@ def kernel_compiler(kernel_abi: str) -> str:
             words = value.strip().strip('"').split()
             if words:
                 compiler = words[0]
-                if shutil.which(compiler) is None:
+                search = None if where.root is None else f"{where.root}/usr/bin"
+                if shutil.which(compiler, path=search) is None:
                     raise NvidiaError(
                         f"the kernel was built with {value.strip()}, but {compiler} is not "
                         f"installed (apt-get install {compiler})"
@@ -104,27 +120,80 @@ def kernel_compiler(kernel_abi: str) -> str:
     raise NvidiaError(f"{config} has no CONFIG_CC_VERSION_TEXT")
 
 
+# Linux 6.12.97 (and 6.18.40) gave pci_resize_resource() a fourth argument, exclude_bars (a
+# mask of BARs not to restore when a resize is rolled back); NVIDIA's open modules at
+# 550.163.01 call it with three and fail to build: "too few arguments to function
+# 'pci_resize_resource'" (NVIDIA/open-gpu-kernel-modules#1272, Debian's 6.12.100+deb13 on).
+# Passing 0 is the old behaviour (restore every BAR). The proprietary tree does not call it.
+_RESIZE_PROTOTYPE = re.compile(r"pci_resize_resource\([^;]*\bexclude_bars\s*\)\s*;")
+_RESIZE_CALL = "pci_resize_resource(pci_dev, NV_GPU_BAR1, requested_size)"
+_RESIZE_FIXED = "pci_resize_resource(pci_dev, NV_GPU_BAR1, requested_size, 0)"
+
+
+def fit_source_to_kernel(kernel_src: Path, kernel_abi: str, where: KernelBuildRoot) -> list[str]:
+    """Adapt the driver source to the pinned kernel's interfaces; what was changed, in words."""
+    build = where.path(headers_dir(kernel_abi))
+    headers = [build / "include/linux/pci.h", build.parent / "source/include/linux/pci.h"]
+    text = next((p.read_text(errors="replace") for p in headers if p.is_file()), "")
+    if not _RESIZE_PROTOTYPE.search(text):
+        return []
+    fixes = []
+    for source in sorted(Path(kernel_src).rglob("nv-pci.c")):
+        code = source.read_text(errors="replace")
+        if _RESIZE_CALL in code:
+            source.write_text(code.replace(_RESIZE_CALL, _RESIZE_FIXED))
+            fixes.append(
+                f"{source.relative_to(kernel_src)}: pci_resize_resource(..., exclude_bars=0) for "
+                "the kernel's 4-argument prototype (NVIDIA/open-gpu-kernel-modules#1272)"
+            )
+    return fixes
+
+
 def build_modules(
-    kernel_src: Path, kernel_abi: str, compiler: str, log: Runner, jobs: int | None = None
+    kernel_src: Path,
+    kernel_abi: str,
+    compiler: str,
+    log: Runner,
+    *,
+    jobs: int | None = None,
+    where: KernelBuildRoot | None = None,
 ) -> list[Path]:
-    """Run the module build with nice; return the .ko files it produced."""
+    """Run the module build with nice (in the build root when there is one); return the .ko
+    files it produced, in `kernel_src`."""
     jobs = jobs or max(1, os.cpu_count() or 1)
-    log.run(
-        [
-            "nice",
-            "-n",
-            "10",
-            "make",
-            "-C",
-            kernel_src,
-            f"-j{jobs}",
-            "modules",
-            f"KERNEL_UNAME={kernel_abi}",
-            f"CC={compiler}",
-        ],
-        timeout_s=3600,
-    )
-    modules = sorted(Path(kernel_src).glob("*.ko"))
+    where = where or KernelBuildRoot(root=None, release="")
+    kernel_src = Path(kernel_src)
+    # In a build root the tree is copied in (make must see it under the chroot) and back out.
+    inside = kernel_src if where.root is None else Path("/bee-build") / kernel_src.name
+    tree = where.path(inside)
+    if where.root is not None:
+        shutil.rmtree(tree, ignore_errors=True)
+        shutil.copytree(kernel_src, tree, symlinks=True)
+    try:
+        log.run(
+            where.argv(
+                [
+                    "nice",
+                    "-n",
+                    "10",
+                    "make",
+                    "-C",
+                    str(inside),
+                    f"-j{jobs}",
+                    "modules",
+                    f"KERNEL_UNAME={kernel_abi}",
+                    f"CC={compiler}",
+                ]
+            ),
+            env=where.env,
+            timeout_s=3600,
+        )
+        for module in sorted(tree.glob("*.ko")) if where.root is not None else []:
+            shutil.copyfile(module, kernel_src / module.name)
+    finally:
+        if where.root is not None:
+            shutil.rmtree(tree, ignore_errors=True)
+    modules = sorted(kernel_src.glob("*.ko"))
     if not modules:
         raise NvidiaError(f"make modules in {kernel_src} produced no .ko files")
     return modules
@@ -232,7 +301,7 @@ def carries_version(path: Path, version: str) -> bool:
 
 def assemble_user_space(tree: DriverTree, dest: Path, version: str) -> dict[str, Any]:
     """Copy nvidia-smi, nvidia-modprobe, the libraries and the firmware into the entry."""
-    binaries = {"nvidia-smi": True, "nvidia-modprobe": True, "nvidia-persistenced": False}
+    binaries = {"nvidia-smi": True, "nvidia-modprobe": False, "nvidia-persistenced": False}
     shipped_bins: list[str] = []
     skipped = dict(tree.skipped)
     (dest / "bin").mkdir(parents=True, exist_ok=True)
@@ -279,8 +348,49 @@ def assemble_user_space(tree: DriverTree, dest: Path, version: str) -> dict[str,
         "binaries": shipped_bins,
         "libraries": libraries,
         "firmware": shipped_fw,
+        "supported_gpus": copy_supported_gpus(tree.root, dest),
         "skipped": skipped,
     }
+
+
+# Debian ships it compressed in the nvidia-driver package; the .run installer plain.
+SUPPORTED_GPUS_FILES = ("supported-gpus.json.gz", "supported-gpus.json")
+SUPPORTED_GPUS = "supported-gpus.json"
+
+
+def copy_supported_gpus(root: Path, dest: Path) -> dict[str, Any]:
+    """The driver's own supported-gpus.json into the entry, uncompressed; its chip counts."""
+    for name in SUPPORTED_GPUS_FILES:
+        path = find_unique(root, name, elf=False)
+        if path is None:
+            continue
+        data = path.read_bytes()
+        if name.endswith(".gz"):
+            try:
+                data = gzip.decompress(data)
+            except (OSError, EOFError) as exc:
+                raise NvidiaError(f"{path.name} does not decompress: {exc}") from None
+        try:
+            chips = json.loads(data)["chips"]
+        except (ValueError, KeyError, TypeError):
+            raise NvidiaError(f"{path} is not a supported-gpus.json with a chips list") from None
+        if not isinstance(chips, list) or not chips:
+            raise NvidiaError(f"{path} lists no chips")
+        (dest / SUPPORTED_GPUS).write_bytes(data)
+        kernelopen = sum(
+            isinstance(c, dict) and "kernelopen" in (c.get("features") or []) for c in chips
+        )
+        return {
+            "file": SUPPORTED_GPUS,
+            "from": str(path.relative_to(root)),
+            "chips": len(chips),
+            "kernelopen": kernelopen,
+        }
+    raise NvidiaError(
+        "the driver has no supported-gpus.json (Debian: nvidia-driver's "
+        "usr/share/doc/nvidia-driver/supported-gpus.json.gz; .run: supported-gpus/): "
+        "bee-nvidia needs it to pick the module flavour"
+    )
 
 
 def _copy_checked(source: Path, dest: Path, version: str, *, mode: int) -> None:

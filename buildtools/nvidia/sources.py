@@ -39,10 +39,15 @@ DEBIAN_USER_SPACE = (
     "libnvidia-ml1",
     "libcuda1",
     "firmware-nvidia-gsp",
-    "nvidia-modprobe",
+    # Only for the driver's own supported-gpus.json (usr/share/doc/nvidia-driver/), which
+    # bee-nvidia reads to pick the module flavour; nothing else of it is shipped.
+    "nvidia-driver",
 )
-# Shipped only when Debian has it at the same driver version (bookworm: 535.171.04, so no).
-DEBIAN_OPTIONAL = ("nvidia-persistenced",)
+# Shipped only when Debian has it at the same driver version: trixie has nvidia-modprobe at
+# 570.133.07, so it is left out (bee-nvidia makes the device nodes itself). Trixie's
+# nvidia-persistenced is 550.163.01 but needs libtirpc3t64 and libnvidia-cfg1, which the image
+# does not carry: bee-nvidia turns persistence on with `nvidia-smi -pm 1` instead.
+DEBIAN_OPTIONAL = ("nvidia-modprobe",)
 RUN_KERNEL_DIR = {"proprietary": "kernel", "open": "kernel-open"}
 _DOWNLOAD_TIMEOUT_S = 120
 _CHUNK = 1 << 20
@@ -100,7 +105,7 @@ def mismatch_message(missing: dict[str, list[str]], version: str, flavour: str) 
     )
     if flavour == "open" and DEBIAN_MODULE_SOURCE["open"] in missing:
         message += (
-            "; Debian's open module source lags its user space: use NVIDIA_FLAVOUR=proprietary, "
+            "; Debian's open module source lags its user space: use NVIDIA_FLAVOURS=proprietary, "
             "NVIDIA_SOURCE=run, or pin NVIDIA_DRIVER_VERSION to a version every package has"
         )
     return message

@@ -24,8 +24,11 @@ from buildtools.pins.versions import (
     replace_value,
 )
 
-# 6.1.0-56-amd64: <upstream>-<abi number>-<flavour>
-_ABI = re.compile(r"^(\d+)\.(\d+)\.(\d+)-(\d+)-([a-z0-9-]+)$")
+# Debian 12: 6.1.0-56-amd64 = <upstream>-<abi number>-<flavour>.
+# Debian 13: 6.12.118+deb13-amd64 = <upstream>+deb<release>-<flavour> (the version is the ABI).
+_ABI = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:-(\d+)|\+deb(\d+))-([a-z0-9-]+)$")
+# The image and headers package names that can carry an ABI of this flavour.
+_IMAGE_PATTERN = r"linux-image-[0-9]+\.[0-9]+\.[0-9]+(-[0-9]+|\+deb[0-9]+)-"
 
 
 class KernelError(Exception):
@@ -33,12 +36,26 @@ class KernelError(Exception):
 
 
 def split_abi(abi: str) -> tuple[tuple[int, int, int, int], str]:
-    """`6.1.0-56-amd64` -> ((6, 1, 0, 56), "amd64"); KernelError when it is not an ABI."""
+    """`6.1.0-56-amd64` -> ((6, 1, 0, 56), "amd64"); `6.12.118+deb13-amd64` ->
+    ((6, 12, 118, 0), "amd64"). KernelError when it is not an ABI."""
     match = _ABI.match(abi)
     if match is None:
-        raise KernelError(f"{abi!r} is not a Debian kernel ABI like 6.1.0-56-amd64")
-    major, minor, patch, number, flavour = match.groups()
-    return (int(major), int(minor), int(patch), int(number)), flavour
+        raise KernelError(
+            f"{abi!r} is not a Debian kernel ABI like 6.12.118+deb13-amd64 or 6.1.0-56-amd64"
+        )
+    major, minor, patch, number, _release, flavour = match.groups()
+    return (int(major), int(minor), int(patch), int(number or 0)), flavour
+
+
+def abi_series(abi: str) -> str:
+    """A regex for every ABI of the same kernel series and flavour: Debian 12 moves the ABI
+    number (6.1.0-N-amd64), Debian 13 the upstream patch level (6.12.N+deb13-amd64)."""
+    split_abi(abi)
+    match = _ABI.match(abi)
+    major, minor, patch, number, release, flavour = match.groups()  # type: ignore[union-attr]
+    if number is not None:
+        return rf"{major}\.{minor}\.{patch}-[0-9]+-{re.escape(flavour)}"
+    return rf"{major}\.{minor}\.[0-9]+\+deb{release}-{re.escape(flavour)}"
 
 
 def image_package(abi: str) -> str:
@@ -57,15 +74,16 @@ def abis_in(names: list[str], flavour: str) -> list[str]:
         if abi == name:
             continue
         match = _ABI.match(abi)
-        # 6.1.0-56-rt-amd64 has flavour "rt-amd64": not ours.
-        if match is not None and match.group(5) == flavour:
+        # 6.1.0-56-rt-amd64 has flavour "rt-amd64", 6.12.118+deb13-amd64-unsigned
+        # "amd64-unsigned": not ours.
+        if match is not None and match.group(6) == flavour:
             found.append(abi)
     return sorted(set(found), key=lambda abi: split_abi(abi)[0])
 
 
 def offered_abis(repo: AptRepo, flavour: str) -> list[str]:
     """ABIs whose image and headers both exist on the mirror, oldest first."""
-    pattern = rf"linux-image-[0-9]+\.[0-9]+\.[0-9]+-[0-9]+-{re.escape(flavour)}"
+    pattern = _IMAGE_PATTERN + re.escape(flavour)
     candidates = abis_in(repo.names_matching(pattern), flavour)
     return [
         abi

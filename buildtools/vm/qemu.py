@@ -325,8 +325,53 @@ def root_ports(hw: Hardware) -> list[str]:
     return args
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Netboot:
+    """Boot from the first NIC's iPXE ROM: its user network serves `bootfile` from `tftp_dir`
+    (slirp's own TFTP server) and carries `guestfwd` (the HTTP server, buildtools.netboot)."""
+
+    tftp_dir: Path
+    bootfile: str
+    guestfwd: str
+
+
+FIRMWARES = ("seabios", "ovmf", "ovmf-secboot")
+# Debian's ovmf package: the 4 MiB builds; .ms.fd vars have Microsoft's keys enrolled and
+# Secure Boot on.
+OVMF = {
+    "ovmf": ("/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"),
+    "ovmf-secboot": (
+        "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd",
+        "/usr/share/OVMF/OVMF_VARS_4M.ms.fd",
+    ),
+}
+
+
+def firmware_args(firmware: str, vars_copy: Path | None) -> list[str]:
+    """SeaBIOS is QEMU's default; OVMF as pflash, its variables in a per-boot copy."""
+    if firmware == "seabios":
+        return []
+    if firmware not in OVMF or vars_copy is None:
+        raise HardwareError(f"unknown firmware {firmware!r} (one of {', '.join(FIRMWARES)})")
+    code, _vars = OVMF[firmware]
+    args = [
+        "-drive",
+        f"if=pflash,format=raw,unit=0,readonly=on,file={_opt(code)}",
+        "-drive",
+        f"if=pflash,format=raw,unit=1,file={_opt(str(vars_copy))}",
+    ]
+    if firmware == "ovmf-secboot":
+        # The secboot build keeps its variables in SMM: the machine must have it.
+        args += ["-global", "driver=cfi.pflash01,property=secure,value=on"]
+    return args
+
+
 def nic_args(
-    hw: Hardware, *, ssh_port: int | None, isolated_nics: frozenset[int] = frozenset()
+    hw: Hardware,
+    *,
+    ssh_port: int | None,
+    isolated_nics: frozenset[int] = frozenset(),
+    netboot: Netboot | None = None,
 ) -> list[str]:
     """NICs on QEMU user networking (no route out: restrict=on), the first one carrying SSH
     forwarded from 127.0.0.1:ssh_port only.
@@ -341,13 +386,23 @@ def nic_args(
         # default subnet on two NICs the guest holds 10.0.2.15 twice and may answer the SSH
         # connection of NIC 1 through NIC 2, whose slirp drops it: SSH then hangs at random.
         user = f"user,id={netdev},restrict=on,net=10.0.{2 + index}.0/24"
+        if index == 0 and netboot is not None:
+            user += (
+                f",tftp={_opt(str(netboot.tftp_dir))},bootfile={netboot.bootfile},"
+                f"{netboot.guestfwd}"
+            )
         if index in isolated_nics:
             args += ["-netdev", f"hubport,id={netdev},hubid={index}"]
         elif index == 0 and ssh_port is not None:
             args += ["-netdev", f"{user},hostfwd=tcp:127.0.0.1:{ssh_port}-:22"]
         else:
             args += ["-netdev", user]
-        args += ["-device", f"{nic.model},netdev={netdev},mac={nic.mac},bus=rp-nic{index}"]
+        # bootindex: the firmware tries this NIC's ROM (iPXE) first, and nothing else.
+        first = ",bootindex=0" if index == 0 and netboot is not None else ""
+        args += [
+            "-device",
+            f"{nic.model},netdev={netdev},mac={nic.mac},bus=rp-nic{index}{first}",
+        ]
     return args
 
 
@@ -382,29 +437,22 @@ def machine_args(
     serial_log: Path,
     ssh_port: int | None,
     isolated_nics: frozenset[int] = frozenset(),
+    netboot: Netboot | None = None,
+    firmware: str = "seabios",
+    vars_copy: Path | None = None,
+    via_bootloader: bool = False,
 ) -> list[str]:
-    """The whole qemu-system-x86_64 command line for one boot of the image."""
-    # The image's own console= words are replaced by one serial console: bee-audit-boot prints
-    # its banner once per console=ttyS* word, and the last console= is /dev/console.
-    append = " ".join(
-        word
-        for word in boot.append.split()
-        if word not in ("quiet", "splash") and not word.startswith("console=")
-    )
-    # show_status=1: systemd prints every unit it starts on the console ("Started
-    # ssh.service"), which is the only witness on a boot nobody can log into. systemd stops
-    # printing while a unit holds the console, so the serial getty is masked: vm_test logs in
-    # over SSH only.
-    append = (
-        f"{append} console=ttyS0,115200n8 systemd.show_status=1 "
-        "systemd.mask=serial-getty@ttyS0.service"
-    ).strip()
+    """The whole qemu-system-x86_64 command line for one boot of the image: the kernel and
+    initrd handed to QEMU with the ISO as the CD; or the CD booted through its own bootloader
+    (isolinux under SeaBIOS, GRUB under OVMF); or (netboot) no disk of bee at all."""
+    append = guest_arguments(boot.append)
     return [
         QEMU,
         "-name",
         "bee-vm-test",
         "-machine",
-        "q35",
+        "q35,smm=on" if firmware == "ovmf-secboot" else "q35",
+        *firmware_args(firmware, vars_copy),
         "-accel",
         accel.name,
         "-cpu",
@@ -426,18 +474,42 @@ def machine_args(
         *smbios_args(hw),
         *root_ports(hw),
         *disk_args(hw),
+        *(cdrom_args(iso, boot_from=via_bootloader) if netboot is None else []),
+        *nic_args(hw, ssh_port=ssh_port, isolated_nics=isolated_nics, netboot=netboot),
+        *bmc_args(fru_path, sdr_path, hw.bmc),
+        *(
+            ["-kernel", str(boot.kernel), "-initrd", str(boot.initrd), "-append", append]
+            if netboot is None and not via_bootloader
+            else []
+        ),
+    ]
+
+
+def guest_arguments(image_append: str) -> str:
+    """The image's kernel arguments as the VM test boots them."""
+    # The image's own console= words are replaced by one serial console: bee-audit-boot prints
+    # its banner once per console=ttyS* word, and the last console= is /dev/console.
+    append = " ".join(
+        word
+        for word in image_append.split()
+        if word not in ("quiet", "splash") and not word.startswith("console=")
+    )
+    # show_status=1: systemd prints every unit it starts on the console ("Started
+    # ssh.service"), which is the only witness on a boot nobody can log into. systemd stops
+    # printing while a unit holds the console, so the serial getty is masked: vm_test logs in
+    # over SSH only.
+    return (
+        f"{append} console=ttyS0,115200n8 systemd.show_status=1 "
+        "systemd.mask=serial-getty@ttyS0.service"
+    ).strip()
+
+
+def cdrom_args(iso: Path, *, boot_from: bool = False) -> list[str]:
+    return [
         "-drive",
         f"file={_opt(str(iso))},format=raw,if=none,id=live,media=cdrom,readonly=on",
         "-device",
-        "ide-cd,drive=live,bus=ide.5",
-        *nic_args(hw, ssh_port=ssh_port, isolated_nics=isolated_nics),
-        *bmc_args(fru_path, sdr_path, hw.bmc),
-        "-kernel",
-        str(boot.kernel),
-        "-initrd",
-        str(boot.initrd),
-        "-append",
-        append,
+        "ide-cd,drive=live,bus=ide.5" + (",bootindex=0" if boot_from else ""),
     ]
 
 

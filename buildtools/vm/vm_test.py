@@ -1,7 +1,7 @@
 """Boot the bee ISO in QEMU on emulated server hardware and check what it reports.
 
     nox -s vm_test -- [--iso PATH --ssh-key PRIVATE_KEY] [--no-nvidia] [--out DIR]
-                      [--guest-capture DIR] [--skip-no-dhcp]
+                      [--guest-capture DIR] [--skip-no-dhcp] [--netboot]
 
 Without --iso it builds an image (buildtools.image.build_iso) that trusts a throwaway key pair made
 for this run, never a developer's own key. The machine is tests/vm/hardware.toml (see
@@ -17,6 +17,15 @@ Boots:
   3. no NIC has DHCP (every NIC on an empty network): the serial console must show sshd started
      and the audit finished. Skipped with --skip-no-dhcp.
 
+With --netboot no boot has a bee disk or CD: each machine boots its first NIC's iPXE ROM,
+which takes boot.ipxe from QEMU's own TFTP server (`-netdev user,tftp=DIR,bootfile=boot.ipxe`);
+the script loads the kernel and initrd, and live-boot the squashfs (`fetch=`), over HTTP from a
+server this test runs on 127.0.0.1 (buildtools/netboot/serve.py; the guest reaches it as
+http://10.0.2.100/, the network stays restricted). The artefacts are dist/netboot/'s, made
+from the ISO (buildtools/netboot/artefacts.py). The same boots and checks run, each reporting
+the bytes it fetched, and one more boot with a wrong squashfs URL must say so on the console
+within NETBOOT_FAIL_WAIT_S.
+
 Everything lands in DIR/vm-test-<UTC timestamp>/ (DIR defaults to dist/): serial logs, QEMU
 stderr, the audit, the journal, the smoke test's output, report.json. Exit 0 when every check
 passes, 1 when one fails, 2 when the run could not start (a one-line reason).
@@ -25,9 +34,11 @@ passes, 1 when one fails, 2 when the run could not start (a one-line reason).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -38,6 +49,8 @@ from pathlib import Path
 
 from buildtools import hosttools
 from buildtools.hosttools import HostToolsError
+from buildtools.netboot import artefacts as netboot
+from buildtools.netboot.serve import GUEST_ADDRESS, NetbootServer
 from buildtools.runner import CommandError, Runner
 from buildtools.vm import checks as vm_checks
 from buildtools.vm import fru, hwspec, qemu
@@ -49,6 +62,13 @@ SSH_WAIT_S = 900  # TCG boots take about 3 minutes on the project's build host
 AUDIT_WAIT_S = 400
 SERIAL_WAIT_S = 900
 SSH_ATTEMPT_S = 30
+NETBOOT_FAIL_WAIT_S = 600
+# What live-boot's initramfs says when the squashfs cannot be fetched (9990-main.sh and
+# busybox wget), seen on the serial console.
+NETBOOT_FAILURE = re.compile(
+    r"Unable to find a live file system on the network|wget: server returned error"
+    r"|Unable to find a medium containing a live file system|can't connect to remote host"
+)
 BUILD_TIMEOUT_S = 4 * 3600  # build_iso bounds each of its own commands; this bounds the whole
 
 
@@ -70,6 +90,7 @@ class BootReport:
     to_ssh_s: float | None = None
     to_audit_s: float | None = None
     total_s: float | None = None
+    bytes_served: int | None = None  # netboot: what the HTTP server sent during this boot
     checks: list[Check] = field(default_factory=list)
 
 
@@ -280,9 +301,18 @@ class Context:
     guest_capture_dir: Path | None
     runner: Runner
     spec_baked: bool  # the image was built here, with hwspec's spec of the hardware
+    netboot: qemu.Netboot | None = None
+    server: NetbootServer | None = None
+    firmware: str = "seabios"
+    via_bootloader: bool = False
 
 
 def _vm(ctx: Context, name: str, ssh_port: int | None, isolated: frozenset[int]) -> qemu.Vm:
+    vars_copy = None
+    if ctx.firmware in qemu.OVMF:
+        # Each boot starts from the package's variables (boot order, Secure Boot keys).
+        vars_copy = ctx.run_dir / f"{name}-OVMF_VARS.fd"
+        shutil.copyfile(qemu.OVMF[ctx.firmware][1], vars_copy)
     argv = qemu.machine_args(
         ctx.hw,
         accel=ctx.accel,
@@ -293,6 +323,10 @@ def _vm(ctx: Context, name: str, ssh_port: int | None, isolated: frozenset[int])
         serial_log=ctx.run_dir / f"{name}-serial.log",
         ssh_port=ssh_port,
         isolated_nics=isolated,
+        netboot=ctx.netboot,
+        firmware=ctx.firmware,
+        vars_copy=vars_copy,
+        via_bootloader=ctx.via_bootloader,
     )
     (ctx.run_dir / f"{name}-qemu-argv.txt").write_text("\n".join(argv) + "\n")
     return qemu.Vm(argv, ctx.run_dir / f"{name}-qemu-stderr.log")
@@ -448,6 +482,44 @@ def boot_no_dhcp(ctx: Context) -> BootReport:
 # --- output -----------------------------------------------------------------------------------
 
 
+def boot_netboot_bad_url(ctx: Context, netboot_dir: Path) -> BootReport:
+    """Netboot with a squashfs URL the server does not have: the console must say so."""
+    report = BootReport(name="netboot-bad-url", accel=ctx.accel.why)
+    script = (netboot_dir / "boot.ipxe").read_text()
+    bad = script.replace(f"/{netboot.SQUASHFS}", "/missing.squashfs")
+    (netboot_dir / "boot-bad-url.ipxe").write_text(bad)
+    assert ctx.netboot is not None and ctx.server is not None
+    saved = ctx.netboot
+    ctx.netboot = qemu.Netboot(
+        tftp_dir=saved.tftp_dir, bootfile="boot-bad-url.ipxe", guestfwd=saved.guestfwd
+    )
+    serial = ctx.run_dir / "netboot-bad-url-serial.log"
+    try:
+        with _vm(ctx, "netboot-bad-url", None, frozenset()) as vm:
+            print("vm_test: netboot with a wrong squashfs URL: watching the console", flush=True)
+            seen = wait_for_serial(serial, {"failure": NETBOOT_FAILURE}, vm, NETBOOT_FAIL_WAIT_S)
+            report.total_s = time.monotonic() - vm.started
+    finally:
+        ctx.netboot = saved
+    text = vm_checks.strip_ansi(serial.read_text(errors="replace")) if serial.exists() else ""
+    match = NETBOOT_FAILURE.search(text)
+    report.to_audit_s = None
+    report.checks.append(
+        Check(
+            f"console names the failed fetch within {NETBOOT_FAIL_WAIT_S} s",
+            "failure" in seen,
+            f"after {seen['failure']:.0f} s: {match.group(0) if match else ''!s}"
+            if "failure" in seen
+            else "no failure message on the serial console",
+        )
+    )
+    missing = [code for path, code in ctx.server.served.requests if path == "/missing.squashfs"]
+    report.checks.append(
+        Check("the wrong URL was asked for (HTTP 404)", 404 in missing, repr(missing[:3]))
+    )
+    return report
+
+
 def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f} s"
 
@@ -456,11 +528,12 @@ def render_report(boots: list[BootReport], total_s: float, run_dir: Path) -> str
     lines = [f"bee vm_test: {run_dir}"]
     if boots:
         lines.append(f"acceleration: {boots[0].accel}")
-    lines.append(f"{'boot':<16}{'QEMU->SSH':>12}{'->audit':>12}{'total':>12}")
+    lines.append(f"{'boot':<16}{'QEMU->SSH':>12}{'->audit':>12}{'total':>12}{'HTTP MiB':>12}")
     for boot in boots:
+        served = "-" if boot.bytes_served is None else f"{boot.bytes_served / 1024**2:.1f}"
         lines.append(
             f"{boot.name:<16}{_seconds(boot.to_ssh_s):>12}{_seconds(boot.to_audit_s):>12}"
-            f"{_seconds(boot.total_s):>12}"
+            f"{_seconds(boot.total_s):>12}{served:>12}"
         )
     lines.append("")
     for boot in boots:
@@ -504,6 +577,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="also run fixtures/capture.sh and `bee audit --capture` in the guest, into DIR",
     )
     parser.add_argument("--skip-no-dhcp", action="store_true", help="skip boot 3")
+    parser.add_argument(
+        "--firmware",
+        choices=qemu.FIRMWARES,
+        default="seabios",
+        help="seabios (QEMU's BIOS), ovmf (UEFI), ovmf-secboot (UEFI, Secure Boot on, "
+        "Microsoft keys enrolled); OVMF comes from Debian's ovmf package",
+    )
+    parser.add_argument(
+        "--via-bootloader",
+        action="store_true",
+        help="boot the ISO through its own bootloader (isolinux or GRUB), not -kernel/-initrd",
+    )
+    parser.add_argument(
+        "--netboot",
+        action="store_true",
+        help="boot every machine over the network (iPXE, TFTP, HTTP), with no bee disk or CD",
+    )
     args = parser.parse_args(argv)
     if (args.iso is None) != (args.ssh_key is None):
         parser.error("--iso and --ssh-key go together")
@@ -568,18 +658,27 @@ def _boots(
         guest_capture_dir=args.guest_capture.resolve() if args.guest_capture else None,
         runner=runner,
         spec_baked=args.iso is None,
+        firmware=args.firmware,
+        via_bootloader=args.via_bootloader,
     )
     boots: list[BootReport] = []
-    try:
-        first, first_keys = boot_full(ctx)
-        boots.append(first)
-        boots.append(boot_second(ctx, first_keys))
-        if not args.skip_no_dhcp:
-            boots.append(boot_no_dhcp(ctx))
-    except VmTestError as exc:
-        failed = BootReport(name=f"boot{len(boots) + 1}", accel=accel.why)
-        failed.checks.append(Check("boot", False, str(exc)))
-        boots.append(failed)
+    with contextlib.ExitStack() as stack:
+        if args.netboot:
+            netboot_dir = _serve_netboot(ctx, iso, stack)
+        try:
+            first, first_keys = _counted(ctx, boot_full, ctx)
+            boots.append(first)
+            boots.append(_counted(ctx, boot_second, ctx, first_keys))
+            # Through the bootloader the console is the ISO's own (tty1 last): systemd's status
+            # lines, which boot 3 reads on the serial console, go to the screen.
+            if not args.skip_no_dhcp and not args.via_bootloader:
+                boots.append(_counted(ctx, boot_no_dhcp, ctx))
+            if args.netboot:
+                boots.append(_counted(ctx, boot_netboot_bad_url, ctx, netboot_dir))
+        except VmTestError as exc:
+            failed = BootReport(name=f"boot{len(boots) + 1}", accel=accel.why)
+            failed.checks.append(Check("boot", False, str(exc)))
+            boots.append(failed)
     for name in ("vmlinuz", "initrd.img"):  # copies out of the ISO, ~60 MB per run
         (run_dir / "boot" / name).unlink(missing_ok=True)
     text = render_report(boots, time.monotonic() - started, run_dir)
@@ -595,6 +694,7 @@ def _boots(
                         "to_ssh_s": b.to_ssh_s,
                         "to_audit_s": b.to_audit_s,
                         "total_s": b.total_s,
+                        "bytes_served": b.bytes_served,
                         "checks": [
                             {"name": c.name, "ok": c.ok, "detail": c.detail} for c in b.checks
                         ],
@@ -608,6 +708,40 @@ def _boots(
     )
     print(text, end="")
     return 0 if all(c.ok for b in boots for c in b.checks) else 1
+
+
+def _serve_netboot(ctx: Context, iso: Path, stack: contextlib.ExitStack) -> Path:
+    """dist/netboot/-style artefacts from the ISO in the run dir, served for every boot."""
+    directory = ctx.run_dir / "netboot"
+    made = netboot.make_netboot(
+        iso,
+        directory,
+        f"http://{GUEST_ADDRESS}",
+        ctx.runner,
+        arguments_from=qemu.guest_arguments,
+    )
+    ctx.server = stack.enter_context(NetbootServer(made.directory))
+    ctx.netboot = qemu.Netboot(
+        tftp_dir=made.directory, bootfile="boot.ipxe", guestfwd=ctx.server.guestfwd()
+    )
+    sizes = {name: (directory / name).stat().st_size for name in ("initrd.img", "vmlinuz")}
+    print(
+        f"vm_test: netboot from http://127.0.0.1:{ctx.server.port}/ "
+        f"(initrd {sizes['initrd.img'] / 1024**2:.1f} MiB, kernel "
+        f"{sizes['vmlinuz'] / 1024**2:.1f} MiB)",
+        flush=True,
+    )
+    return directory
+
+
+def _counted(ctx: Context, boot, *args):  # type: ignore[no-untyped-def]
+    """Run one boot; with netboot, record the bytes the server sent meanwhile."""
+    before = ctx.server.served.total_bytes if ctx.server else 0
+    result = boot(*args)
+    report = result[0] if isinstance(result, tuple) else result
+    if ctx.server is not None:
+        report.bytes_served = ctx.server.served.total_bytes - before
+    return result
 
 
 def _interrupt(signum: int, frame: object) -> None:

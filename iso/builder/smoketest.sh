@@ -211,21 +211,36 @@ check_nvidia_files() {
 		skip nvidia-files "this image was built without NVIDIA (--no-nvidia)"
 		return
 	fi
-	kos=$(ls "$NVIDIA_DIR"/*.ko 2>/dev/null)
-	if [ -z "$kos" ]; then
-		fail nvidia-modules-shipped "no $NVIDIA_DIR/*.ko (release says driver $driver)"
-	else
-		pass nvidia-modules-shipped "$(echo "$kos" | wc -l) module(s) in $NVIDIA_DIR"
-		running=$(uname -r)
+	running=$(uname -r)
+	# One directory of modules per flavour shipped (NVIDIA_FLAVOUR="open proprietary").
+	for flavour in $(release_value NVIDIA_FLAVOUR); do
+		kos=$(ls "$NVIDIA_DIR/$flavour"/*.ko 2>/dev/null)
+		if [ -z "$kos" ]; then
+			fail "nvidia-modules-shipped-$flavour" "no $NVIDIA_DIR/$flavour/*.ko (release says driver $driver)"
+			continue
+		fi
+		pass "nvidia-modules-shipped-$flavour" "$(echo "$kos" | wc -l) module(s) in $NVIDIA_DIR/$flavour"
 		for ko in $kos; do
 			magic=$(modinfo -F vermagic "$ko" 2>/dev/null | cut -d' ' -f1)
 			if [ "$magic" = "$running" ]; then
-				pass "nvidia-modinfo-$(basename "$ko" .ko)" "vermagic $magic"
+				pass "nvidia-modinfo-$flavour-$(basename "$ko" .ko)" "vermagic $magic"
 			else
-				fail "nvidia-modinfo-$(basename "$ko" .ko)" "vermagic '$magic', running $running"
+				fail "nvidia-modinfo-$flavour-$(basename "$ko" .ko)" "vermagic '$magic', running $running"
 			fi
 		done
+	done
+	# The driver's own list, which bee-nvidia chooses the flavour from.
+	if out=$(python3 -c 'import json, sys; print(len(json.load(open(sys.argv[1]))["chips"]), "chips")' \
+		"$NVIDIA_DIR/supported-gpus.json" 2>&1); then
+		pass nvidia-supported-gpus "$NVIDIA_DIR/supported-gpus.json: $out"
+	else
+		fail nvidia-supported-gpus "$NVIDIA_DIR/supported-gpus.json: $(echo "$out" | tail -n 1)"
 	fi
+	choice=$(bee nvidia-flavour 2>&1)
+	case "$(echo "$choice" | head -n 1)" in
+	open|proprietary|none) pass nvidia-flavour "$(echo "$choice" | tr '\n' ' ')" ;;
+	*) fail nvidia-flavour "bee nvidia-flavour: $(echo "$choice" | tail -n 1)" ;;
+	esac
 	for lib in libnvidia-ml.so.1 libcuda.so.1; do
 		if [ -L "$LIB_DIR/$lib" ] && [ -e "$LIB_DIR/$lib" ]; then
 			pass "nvidia-lib-$lib" "$LIB_DIR/$lib -> $(readlink "$LIB_DIR/$lib")"

@@ -25,6 +25,11 @@ DYNAMIC = {
     "list(argv)": (),  # bench.run_measured: the agent under measurement (sys.executable)
     "self.argv(command)": ("ssh",),  # vm_test.Ssh: ssh -F /dev/null ... root@guest
     "args.ansible_playbook": ("ansible-playbook",),  # fleet_test --ansible-playbook
+    # The image release's own debootstrap, unpacked under dist/ (nvidia/buildroot.py).
+    "debootstrap / 'usr/sbin/debootstrap'": (),
+    # make on the host, or under chroot in the build root (nvidia/buildroot.py).
+    "where.argv(['nice', '-n', '10', 'make', '-C', str(inside), f'-j{jobs}', 'modules', "
+    "f'KERNEL_UNAME={kernel_abi}', f'CC={compiler}'])": ("chroot", "nice", "make"),
 }
 # The runner itself; commands that run in the guest (over ssh) or in the agent's own runner
 # (bench replays the audit through it), not on the build host.

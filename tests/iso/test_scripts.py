@@ -68,12 +68,39 @@ def test_bee_nvidia_has_gpu_matches_the_pci_bus() -> None:
 
 
 def built_nvidia_modules() -> Path | None:
-    """modules/ of a buildtools/nvidia/build.py cache entry in dist/, if one was built here."""
-    found = sorted((REPO / "dist").glob("nvidia-*/modules/nvidia.ko"))
+    """modules/ of a buildtools/nvidia/build.py proprietary cache entry in dist/, if built here."""
+    found = sorted((REPO / "dist").glob("nvidia-*-proprietary/modules/nvidia.ko"))
     return found[-1].parent if found else None
 
 
-def test_bee_nvidia_refuses_modules_for_another_kernel() -> None:
+def run_load(tmp_path: Path, nvidia_dir: Path, cmdline: str, path: str | None = None):
+    """`bee-nvidia load` against a module tree, a kernel command line and a record file."""
+    (tmp_path / "cmdline").write_text(cmdline + "\n")
+    env = {
+        **os.environ,
+        "BEE_NVIDIA_DIR": str(nvidia_dir),
+        "BEE_NVIDIA_CMDLINE": str(tmp_path / "cmdline"),
+        "BEE_NVIDIA_RECORD": str(tmp_path / "run/nvidia-load"),
+    }
+    if path is not None:
+        env["PATH"] = path
+    result = subprocess.run(
+        ["sh", str(OVERLAY / "usr/local/lib/bee/bee-nvidia"), "load"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    record = tmp_path / "run/nvidia-load"
+    values = {}
+    for line in record.read_text().splitlines() if record.exists() else []:
+        key, _sep, value = line.partition("=")
+        values[key] = value
+    return result, values
+
+
+def test_bee_nvidia_refuses_modules_for_another_kernel(tmp_path: Path) -> None:
     """The version-mismatch report, with real modules; never reaches insmod (vermagic first)."""
     modules = built_nvidia_modules()
     if modules is None or shutil.which("modinfo") is None:
@@ -87,16 +114,56 @@ def test_bee_nvidia_refuses_modules_for_another_kernel() -> None:
     running = os.uname().release
     if vermagic == running or Path("/sys/module/nvidia").exists():
         pytest.skip("this host could load these modules: not trying")
-    result = subprocess.run(
-        ["sh", str(OVERLAY / "usr/local/lib/bee/bee-nvidia"), "load"],
-        env={**os.environ, "BEE_NVIDIA_DIR": str(modules)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    tree = tmp_path / "nvidia"
+    tree.mkdir()
+    (tree / "proprietary").symlink_to(modules)
+    result, record = run_load(tmp_path, tree, "quiet bee.nvidia=proprietary")
     assert result.returncode == 1
-    assert (
-        f"FAILED: nvidia: built for kernel '{vermagic}', running {running}: version mismatch"
-        in result.stderr
-    )
+    mismatch = f"nvidia: built for kernel '{vermagic}', running {running}: version mismatch"
+    assert f"FAILED: {mismatch}" in result.stderr
+    assert record == {
+        "status": "failed",
+        "flavour": "proprietary",
+        "reason": "bee.nvidia=proprietary on the kernel command line",
+        "message": mismatch,
+    }
+
+
+def shipped_tree(root: Path) -> Path:
+    """A module tree as the image lays it out (the files are never loaded by these tests)."""
+    for flavour in ("open", "proprietary"):
+        (root / flavour).mkdir(parents=True)
+        (root / flavour / "nvidia.ko").write_bytes(b"")
+    return root
+
+
+def test_bee_nvidia_none_on_the_command_line_loads_nothing_and_says_so(tmp_path: Path) -> None:
+    result, record = run_load(tmp_path, shipped_tree(tmp_path / "nvidia"), "bee.nvidia=none")
+    assert result.returncode == 0, result.stderr
+    assert "bee-nvidia: nothing to load" in result.stdout
+    assert record["status"] == "skipped" and record["flavour"] == "none"
+
+
+def test_bee_nvidia_unknown_flavour_fails_once_with_a_record(tmp_path: Path) -> None:
+    result, record = run_load(tmp_path, shipped_tree(tmp_path / "nvidia"), "bee.nvidia=nouveau")
+    assert result.returncode == 1
+    assert record["status"] == "failed"
+    assert "unknown flavour 'nouveau'" in record["message"]
+
+
+def test_bee_nvidia_asks_the_agent_for_the_flavour(tmp_path: Path) -> None:
+    """The real agent on PATH answers from this host's PCI bus and /usr/local/lib/nvidia (which
+    this host lacks): nothing to load, and its reason lands in the record."""
+    from buildtools.image import staging
+
+    build = staging.package_agent(staging.AGENT_DIR, tmp_path / "agent")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    shutil.copy2(build.zipapp, bin_dir / "bee")
+    if host_has_nvidia_gpu() or Path("/usr/local/lib/nvidia").exists():
+        pytest.skip("this host has NVIDIA hardware or modules: its answer would vary")
+    path = f"{bin_dir}:{os.environ['PATH']}"
+    result, record = run_load(tmp_path, shipped_tree(tmp_path / "nvidia"), "quiet", path)
+    assert result.returncode == 0, result.stderr
+    assert record["status"] == "skipped" and record["flavour"] == "none"
+    assert "supported-gpus.json is missing" in record["reason"]

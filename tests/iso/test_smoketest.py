@@ -6,8 +6,10 @@ against documents written the way the image writes them, selected with BEE_SMOKE
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from buildtools.image import staging
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKETEST = REPO / "iso" / "builder" / "smoketest.sh"
+FIXTURES = REPO / "fixtures"
 SECTIONS = section_names()
 
 
@@ -126,7 +129,9 @@ def test_nvidia_files_skip_on_a_no_nvidia_image(tmp_path: Path) -> None:
 
 
 def test_nvidia_files_fail_when_the_release_promises_a_driver(tmp_path: Path) -> None:
-    release = release_file(tmp_path, nvidia_driver_version="535.309.01")
+    release = release_file(
+        tmp_path, nvidia_driver_version="550.163.01", nvidia_flavour="open proprietary"
+    )
     result = smoke(
         "check_nvidia_files",
         BEE_SMOKE_RELEASE=str(release),
@@ -135,8 +140,33 @@ def test_nvidia_files_fail_when_the_release_promises_a_driver(tmp_path: Path) ->
     )
     assert result.returncode == 1
     out = result.stdout
-    assert "FAIL nvidia-modules-shipped: no " in out
+    assert "FAIL nvidia-modules-shipped-open: no " in out
+    assert "FAIL nvidia-modules-shipped-proprietary: no " in out
+    assert "FAIL nvidia-supported-gpus: " in out
     assert "FAIL nvidia-lib-libnvidia-ml.so.1" in out and "FAIL nvidia-lib-libcuda.so.1" in out
+
+
+def test_nvidia_flavour_and_list_pass_with_the_real_list_and_agent(tmp_path: Path) -> None:
+    """The driver's real supported-gpus.json and the agent on PATH, as on the image."""
+    nvidia = tmp_path / "nvidia"
+    nvidia.mkdir()
+    listed = FIXTURES / "supported-gpus" / "debian-trixie-nvidia-driver-550.163.01.json.gz"
+    (nvidia / "supported-gpus.json").write_bytes(gzip.decompress(listed.read_bytes()))
+    build = staging.package_agent(staging.AGENT_DIR, tmp_path / "agent")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    shutil.copy2(build.zipapp, bin_dir / "bee")
+    release = release_file(tmp_path, nvidia_driver_version="550.163.01", nvidia_flavour="open")
+    result = smoke(
+        "check_nvidia_files",
+        BEE_SMOKE_RELEASE=str(release),
+        BEE_SMOKE_NVIDIA_DIR=str(nvidia),
+        BEE_SMOKE_LIB_DIR=str(tmp_path / "lib"),
+        PATH=f"{bin_dir}:{os.environ['PATH']}",
+    )
+    assert f"PASS nvidia-supported-gpus: {nvidia}/supported-gpus.json: 2224 chips" in result.stdout
+    # This host has no NVIDIA modules in /usr/local/lib/nvidia: nothing to load, said so.
+    assert "PASS nvidia-flavour: none" in result.stdout
 
 
 def test_nvidia_library_links_are_checked(tmp_path: Path) -> None:

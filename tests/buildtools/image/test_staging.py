@@ -256,14 +256,15 @@ def test_agent_lands_as_command_and_package(tmp_path: Path) -> None:
 # -- NVIDIA payload --------------------------------------------------------------------------
 
 
-def nvidia_cache(root: Path) -> Path:
+def nvidia_cache(root: Path, flavour: str = "proprietary", smi: bytes = b"smi") -> Path:
     """A cache dir laid out as buildtools/nvidia/build.py writes it (contents are placeholders)."""
-    cache = root / "nvidia-535.309.01-6.1.0-56-amd64"
+    cache = root / f"nvidia-535.309.01-6.1.0-56-amd64-{flavour}"
     (cache / "modules").mkdir(parents=True)
     for name in ("nvidia.ko", "nvidia-modeset.ko", "nvidia-uvm.ko"):
-        (cache / "modules" / name).write_bytes(name.encode())
+        (cache / "modules" / name).write_bytes(f"{flavour} {name}".encode())
+    (cache / "supported-gpus.json").write_text('{"chips": []}')
     (cache / "bin").mkdir()
-    (cache / "bin/nvidia-smi").write_bytes(b"smi")
+    (cache / "bin/nvidia-smi").write_bytes(smi)
     (cache / "lib").mkdir()
     (cache / "lib/libnvidia-ml.so.535.309.01").write_bytes(b"ml")
     (cache / "lib/libnvidia-ml.so.1").symlink_to("libnvidia-ml.so.535.309.01")
@@ -277,7 +278,7 @@ def nvidia_cache(root: Path) -> Path:
     }
     manifest = {
         "version": "535.309.01",
-        "flavour": "proprietary",
+        "flavour": flavour,
         "source": "debian",
         "modules": ["nvidia.ko", "nvidia-modeset.ko", "nvidia-uvm.ko"],
         "sha256": files,
@@ -287,12 +288,17 @@ def nvidia_cache(root: Path) -> Path:
 
 
 def test_nvidia_payload_lands_where_the_units_look(tmp_path: Path) -> None:
-    cache = nvidia_cache(tmp_path)
+    caches = [nvidia_cache(tmp_path, "open"), nvidia_cache(tmp_path, "proprietary")]
     staged = tmp_path / "staged"
-    payload = staging.inject_nvidia(staged, cache)
+    payload = staging.inject_nvidia(staged, caches)
     assert payload.version == "535.309.01"
+    assert payload.flavours == ("open", "proprietary")
     assert payload.modules == ("nvidia.ko", "nvidia-modeset.ko", "nvidia-uvm.ko")
-    assert (staged / "usr/local/lib/nvidia/nvidia-uvm.ko").is_file()
+    for flavour in payload.flavours:
+        module = staged / f"usr/local/lib/nvidia/{flavour}/nvidia-uvm.ko"
+        assert module.read_bytes() == f"{flavour} nvidia-uvm.ko".encode()
+        assert (staged / f"usr/local/lib/nvidia/{flavour}/manifest.json").is_file()
+    assert (staged / "usr/local/lib/nvidia/supported-gpus.json").is_file()
     assert mode(staged / "usr/local/bin/nvidia-smi") == 0o755
     link = staged / "usr/lib/libnvidia-ml.so.1"
     assert link.is_symlink() and os.readlink(link) == "libnvidia-ml.so.535.309.01"
@@ -303,7 +309,13 @@ def test_altered_nvidia_cache_is_refused(tmp_path: Path) -> None:
     cache = nvidia_cache(tmp_path)
     (cache / "modules/nvidia.ko").write_bytes(b"tampered")
     with pytest.raises(staging.StagingError, match=r"modules/nvidia.ko is missing or altered"):
-        staging.inject_nvidia(tmp_path / "staged", cache)
+        staging.inject_nvidia(tmp_path / "staged", [cache])
+
+
+def test_flavours_must_share_one_user_space(tmp_path: Path) -> None:
+    caches = [nvidia_cache(tmp_path, "open"), nvidia_cache(tmp_path, "proprietary", b"other")]
+    with pytest.raises(staging.StagingError, match="differ outside modules/"):
+        staging.inject_nvidia(tmp_path / "staged", caches)
 
 
 # -- the source overlay ----------------------------------------------------------------------

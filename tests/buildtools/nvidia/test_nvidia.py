@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from buildtools.nvidia import kbuild, sources
-from buildtools.nvidia.build import DriverPins, ensure_nvidia, main
+from buildtools.nvidia.build import DriverPins, ensure_nvidia, main, pinned_flavours
+from buildtools.nvidia.buildroot import KernelBuildRoot
 from buildtools.nvidia.cache import build_entry, cache_dir
 from buildtools.nvidia.steps import NvidiaError
 from buildtools.pins.versions import parse_versions
@@ -43,6 +44,20 @@ BOOKWORM = {
     "firmware-nvidia-gsp": ["535.309.01-0+deb12u1", "535.261.03-1"],
     "nvidia-modprobe": ["535.309.01-0+deb12u1", "535.261.03-1"],
     "nvidia-persistenced": ["535.171.04-1~deb12u1"],
+    "nvidia-driver": ["535.309.01-0+deb12u1", "535.261.03-1"],
+}
+# The same, trixie (with trixie-updates and trixie-security), seen on 2026-12-01: both module
+# sources at the user space's version; nvidia-modprobe is from another driver.
+TRIXIE = {
+    "nvidia-kernel-source": ["550.163.01-2"],
+    "nvidia-open-kernel-source": ["550.163.01-2"],
+    "nvidia-smi": ["550.163.01-2"],
+    "libnvidia-ml1": ["550.163.01-2"],
+    "libcuda1": ["550.163.01-2"],
+    "firmware-nvidia-gsp": ["550.163.01-2"],
+    "nvidia-modprobe": ["570.133.07-1"],
+    "nvidia-persistenced": ["550.163.01-1"],
+    "nvidia-driver": ["550.163.01-2"],
 }
 
 
@@ -91,10 +106,12 @@ def test_run_pins_key_the_cache_on_the_installer_digest() -> None:
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"NVIDIA_FLAVOUR": "nouveau"}, "NVIDIA_FLAVOUR 'nouveau' is not one of"),
+        ({"NVIDIA_FLAVOUR": "nouveau"}, "NVIDIA_FLAVOURS 'nouveau': each of"),
+        ({"NVIDIA_FLAVOURS": '"open open"'}, "NVIDIA_FLAVOURS 'open open': each of"),
         ({"NVIDIA_SOURCE": "ppa"}, "NVIDIA_SOURCE 'ppa' is not one of"),
         ({"NVIDIA_DRIVER_VERSION": "latest"}, "is not like 535.309.01"),
-        ({"DEBIAN_KERNEL_ABI": "6.1.0-amd64"}, "is not like 6.1.0-56-amd64"),
+        ({"DEBIAN_KERNEL_ABI": "6.1.0-amd64"}, "is not a Debian kernel ABI like"),
+        ({"DEBIAN_KERNEL_ABI": "6.12.118-amd64"}, "is not a Debian kernel ABI like"),
         ({"NVIDIA_SOURCE": "run", "NVIDIA_RUN_SHA256": "abc"}, "is not a sha256 digest"),
     ],
 )
@@ -141,8 +158,36 @@ def test_open_flavour_from_debian_is_refused_with_reason() -> None:
     assert missing == {"nvidia-open-kernel-source": ["535.261.03-1"]}
     message = sources.mismatch_message(missing, "535.309.01", "open")
     assert "nvidia-open-kernel-source (mirror has 535.261.03)" in message
-    assert "NVIDIA_FLAVOUR=proprietary" in message
+    assert "NVIDIA_FLAVOURS=proprietary" in message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize("flavour", ["open", "proprietary"])
+def test_trixie_has_both_flavours_at_one_version(flavour: str) -> None:
+    chosen, missing = sources.select_debian_versions(
+        ReplayRepo(TRIXIE),  # type: ignore[arg-type]
+        sources.debian_packages(flavour),
+        "550.163.01",
+    )
+    assert missing == {}
+    assert set(chosen.values()) == {"550.163.01-2"}
+    optional, left_out = sources.select_debian_versions(
+        ReplayRepo(TRIXIE),  # type: ignore[arg-type]
+        list(sources.DEBIAN_OPTIONAL),
+        "550.163.01",
+    )
+    assert optional == {}
+    assert left_out == {"nvidia-modprobe": ["570.133.07-1"]}
+
+
+def test_flavours_pin() -> None:
+    assert pinned_flavours(_versions(NVIDIA_FLAVOURS='"open proprietary"')) == (
+        "open",
+        "proprietary",
+    )
+    assert pinned_flavours(_versions()) == ("proprietary",)  # the older single NVIDIA_FLAVOUR
+    pins = DriverPins.from_versions(_versions(NVIDIA_FLAVOURS='"open proprietary"'))
+    assert pins.flavour == "open"
 
 
 def test_open_flavour_at_the_older_version_is_consistent() -> None:
@@ -154,25 +199,31 @@ def test_open_flavour_at_the_older_version_is_consistent() -> None:
     assert missing == {}
 
 
-def test_persistenced_at_another_version_is_not_shipped() -> None:
-    _chosen, missing = sources.select_debian_versions(
+def test_an_optional_package_at_another_version_is_not_shipped() -> None:
+    chosen, missing = sources.select_debian_versions(
         ReplayRepo(BOOKWORM),  # type: ignore[arg-type]
         list(sources.DEBIAN_OPTIONAL),
         "535.309.01",
     )
-    assert missing == {"nvidia-persistenced": ["535.171.04-1~deb12u1"]}
+    assert chosen == {"nvidia-modprobe": "535.309.01-0+deb12u1"} and missing == {}
+    assert "nvidia-persistenced" not in sources.DEBIAN_OPTIONAL
 
 
 # -- kernel ABI, module order ----------------------------------------------------------------
 
 
 def test_abi_and_headers_pattern() -> None:
-    assert kbuild.parse_abi("6.1.0-56-amd64") == ("6.1.0", "56", "amd64")
-    assert kbuild.parse_abi("6.1.0-56-cloud-amd64") == ("6.1.0", "56", "cloud-amd64")
+    kbuild.check_abi("6.1.0-56-cloud-amd64")
+    kbuild.check_abi("6.12.118+deb13-amd64")
     pattern = kbuild.headers_pattern("6.1.0-56-amd64")
     assert re.fullmatch(pattern, "linux-headers-6.1.0-57-amd64")
     assert not re.fullmatch(pattern, "linux-headers-6.1.0-57-cloud-amd64")
     assert not re.fullmatch(pattern, "linux-headers-6.10.0-57-amd64")
+    trixie = kbuild.headers_pattern("6.12.118+deb13-amd64")
+    assert re.fullmatch(trixie, "linux-headers-6.12.120+deb13-amd64")
+    assert not re.fullmatch(trixie, "linux-headers-6.12.120+deb13-cloud-amd64")
+    assert not re.fullmatch(trixie, "linux-headers-6.12.120+deb13-common")
+    assert not re.fullmatch(trixie, "linux-headers-6.13.1+deb13-amd64")
 
 
 def test_module_order_is_insmod_order() -> None:
@@ -282,7 +333,7 @@ def test_fetch_refuses_other_schemes(tmp_path: Path) -> None:
 
 
 def _fake_entry(dist: Path, inputs: dict[str, Any]) -> Path:
-    final = cache_dir(dist, inputs["version"], inputs["kernel_abi"])
+    final = cache_dir(dist, inputs["version"], inputs["kernel_abi"], inputs["flavour"])
 
     def fill(entry: Path) -> dict[str, Any]:
         (entry / "modules").mkdir()
@@ -302,7 +353,7 @@ def test_ensure_nvidia_cache_hit_needs_nothing_else(tmp_path: Path) -> None:
     assert build.cache_hit
     assert Path(build) == final
     assert len(lines) == 1
-    assert lines[0].startswith("nvidia: cache (")
+    assert lines[0].startswith("nvidia proprietary: cache (")
     assert lines[0].endswith(f"): hit {final}")
 
 
@@ -339,3 +390,35 @@ def test_manifest_written_by_hit_path_is_json(tmp_path: Path) -> None:
     final = _fake_entry(tmp_path, pins.cache_inputs())
     manifest = json.loads((final / "manifest.json").read_text())
     assert manifest["inputs"] == pins.cache_inputs()
+
+
+# The prototype as Debian's 6.12.118+deb13 headers print it (include/linux/pci.h), and the call
+# as nvidia-open-kernel-source 550.163.01-2 has it (nvidia/nv-pci.c).
+PCI_H_4_ARGS = (
+    "int __must_check pci_resize_resource(struct pci_dev *dev, int i, int size,\n"
+    "\t\t\t\t     int exclude_bars);\n"
+)
+PCI_H_3_ARGS = "int __must_check pci_resize_resource(struct pci_dev *dev, int i, int size);\n"
+NV_PCI_C = "resize:\n    r = pci_resize_resource(pci_dev, NV_GPU_BAR1, requested_size);\n"
+
+
+@pytest.mark.parametrize(("header", "fixed"), [(PCI_H_4_ARGS, True), (PCI_H_3_ARGS, False)])
+def test_open_source_fits_the_kernel_s_pci_resize_resource(
+    tmp_path: Path, header: str, fixed: bool
+) -> None:
+    root = tmp_path / "root"
+    abi = "6.12.118+deb13-amd64"
+    source_dir = root / "usr/lib/modules" / abi / "source/include/linux"
+    source_dir.mkdir(parents=True)
+    (source_dir / "pci.h").write_text(header)
+    (root / "lib").symlink_to("usr/lib")
+    (root / "lib/modules" / abi / "build").mkdir()
+    src = tmp_path / "nvidia-open-kernel"
+    (src / "nvidia").mkdir(parents=True)
+    (src / "nvidia/nv-pci.c").write_text(NV_PCI_C)
+    where = KernelBuildRoot(root=root, release="trixie")
+    fixes = kbuild.fit_source_to_kernel(src, abi, where)
+    code = (src / "nvidia/nv-pci.c").read_text()
+    assert ("requested_size, 0);" in code) == fixed
+    assert len(fixes) == (1 if fixed else 0)
+    assert not fixes or fixes[0].startswith("nvidia/nv-pci.c: pci_resize_resource(")

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from buildtools.nvidia import bootcheck
 from buildtools.nvidia.bootcheck import (
     judge,
     load_order,
@@ -51,6 +52,16 @@ def test_load_order_puts_dependencies_first_once() -> None:
     assert load_order(["rc_core", "rc-core"], deps) == ["kernel/drivers/media/rc/rc-core.ko"]
     with pytest.raises(NvidiaError, match="not in the kernel package"):
         load_order(["ib_core"], deps)
+
+
+def test_load_order_reads_debian_13_s_compressed_modules() -> None:
+    """Debian 13's modules.dep names .ko.xz files (kernel 6.12.118+deb13)."""
+    deps = parse_modules_dep(MODULES_DEP.replace(".ko", ".ko.xz"))
+    assert load_order(["drm_kms_helper"], deps) == [
+        "kernel/drivers/gpu/drm/drm.ko.xz",
+        "kernel/drivers/gpu/drm/drm_kms_helper.ko.xz",
+    ]
+    assert bootcheck.module_stem("kernel/drivers/media/rc/rc-core.ko.xz") == "rc-core"
 
 
 # BEE-CHECK lines of the serial log of `python3 -m buildtools.nvidia.bootcheck` on 2026-11-26:

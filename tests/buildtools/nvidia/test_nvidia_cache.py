@@ -90,7 +90,7 @@ def _fill(entry: Path) -> dict[str, Any]:
 
 
 def _entry(tmp_path: Path) -> Path:
-    return cache_dir(tmp_path, "535.309.01", "6.1.0-56-amd64")
+    return cache_dir(tmp_path, "535.309.01", "6.1.0-56-amd64", "proprietary")
 
 
 def test_miss_when_nothing_cached(tmp_path: Path) -> None:
@@ -103,7 +103,7 @@ def test_build_then_hit(tmp_path: Path) -> None:
     final = _entry(tmp_path)
     built = build_entry(final, INPUTS, _fill)
     assert not built.cache_hit
-    assert final.name == "nvidia-535.309.01-6.1.0-56-amd64"
+    assert final.name == "nvidia-535.309.01-6.1.0-56-amd64-proprietary"
     assert os.fspath(built) == str(final)
     hit, why = load_entry(final, INPUTS)
     assert why == ""

@@ -34,6 +34,7 @@ import pytest
 
 from buildtools.nvidia import kbuild
 from buildtools.nvidia.build import ensure_nvidia, main
+from buildtools.nvidia.buildroot import KernelBuildRoot, host_release
 from buildtools.nvidia.steps import NvidiaError
 from buildtools.pins.versions import load_versions, parse_versions
 from buildtools.runner import Runner
@@ -41,6 +42,8 @@ from buildtools.runner import Runner
 VERSION = "9.9.9"
 ABI = load_versions().kernel_abi
 STOCK_HEADER = Path("/usr/share/makeself/makeself-header.sh")
+# Built on the host: the test pins the host's own release, so no build root is made.
+HOST_RELEASE = host_release() or "unknown"
 TOOLS = ("gcc", "make", "makeself", "modinfo", "strip", "ldd")
 
 
@@ -53,7 +56,7 @@ def _missing_prerequisites() -> str:
     if not (kbuild.headers_dir(ABI) / "Makefile").is_file():
         return f"no kernel headers for the pinned {ABI} (apt-get install linux-headers-{ABI})"
     try:
-        kbuild.kernel_compiler(ABI)
+        kbuild.kernel_compiler(ABI, KernelBuildRoot(root=None, release=HOST_RELEASE))
     except NvidiaError as exc:
         return str(exc)
     return ""
@@ -140,6 +143,10 @@ def _installer(tmp: Path) -> Path:
     _gcc([], MODPROBE_C, tree / "nvidia-modprobe")
     (tree / "firmware").mkdir()
     (tree / "firmware" / "gsp_tu10x.bin").write_bytes(b"bee test firmware " + VERSION.encode())
+    (tree / "supported-gpus").mkdir()
+    (tree / "supported-gpus" / "supported-gpus.json").write_text(
+        json.dumps({"chips": [{"devid": "0x2335", "name": "H200", "features": ["kernelopen"]}]})
+    )
     (tree / "nvidia-installer").write_text("#!/bin/sh\necho 'not run by -x'\nexit 1\n")
     (tree / "nvidia-installer").chmod(0o755)
 
@@ -211,7 +218,7 @@ def server(installer: Path) -> Iterator[_Server]:
 def _versions(tmp: Path, url: str, sha256: str) -> Path:
     path = tmp / "VERSIONS"
     path.write_text(
-        "DEBIAN_RELEASE=bookworm\n"
+        f"DEBIAN_RELEASE={HOST_RELEASE}\n"
         f"DEBIAN_KERNEL_ABI={ABI}\n"
         "DEBIAN_MIRROR=http://127.0.0.1:9/debian\n"
         "DEBIAN_SECURITY_MIRROR=http://127.0.0.1:9/debian-security\n"
@@ -238,9 +245,9 @@ def test_run_installer_downloaded_verified_extracted_built_and_cached(
     assert not build.cache_hit
     assert server.requests == [f"/{installer.name}"]
     assert (dist / installer.name).is_file()  # the installer itself is cached in dist/
-    assert any(line.startswith("nvidia: make modules") for line in lines)
+    assert any(line.startswith("nvidia proprietary: make modules") for line in lines)
 
-    entry = dist / f"nvidia-{VERSION}-{ABI}"
+    entry = dist / f"nvidia-{VERSION}-{ABI}-proprietary"
     assert build.path == entry
     manifest = json.loads((entry / "manifest.json").read_text())
     assert manifest["modules"] == ["nvidia.ko", "nvidia-uvm.ko"]
@@ -259,6 +266,8 @@ def test_run_installer_downloaded_verified_extracted_built_and_cached(
     assert manifest["binaries"] == ["bin/nvidia-smi", "bin/nvidia-modprobe"]
     assert manifest["nvidia_smi_on_build_host"] == "exit 6: No devices were found"
     assert "nvidia-persistenced" in manifest["skipped"]
+    assert manifest["supported_gpus"]["chips"] == 1
+    assert (entry / "supported-gpus.json").is_file()
     for module in build.module_paths:
         vermagic = subprocess.run(
             ["modinfo", "-F", "vermagic", str(module)], capture_output=True, text=True, check=True
@@ -266,8 +275,7 @@ def test_run_installer_downloaded_verified_extracted_built_and_cached(
         assert vermagic.startswith(ABI + " ")
 
     # The checks refuse modules built for another kernel or driver version.
-    base, number, flavour = kbuild.parse_abi(ABI)
-    other_abi = f"{base}-{int(number) + 1}-{flavour}"
+    other_abi = f"9.9.9-1-{ABI.rpartition('-')[2]}"
     with pytest.raises(NvidiaError, match=f"does not start with the pinned {re.escape(other_abi)}"):
         kbuild.check_modules(build.module_paths, kernel_abi=other_abi, version=VERSION, log=log)
     with pytest.raises(NvidiaError, match=r"module version 9\.9\.9 is not the pinned 9\.9\.10"):
@@ -279,7 +287,7 @@ def test_run_installer_downloaded_verified_extracted_built_and_cached(
     assert again.cache_hit
     assert server.requests == [f"/{installer.name}"]
     assert len(lines) == 1
-    assert lines[0].startswith("nvidia: cache (")
+    assert lines[0].startswith("nvidia proprietary: cache (")
     assert ": hit " in lines[0]
 
     # Entry gone, installer still in dist/: rebuilt without downloading anything.

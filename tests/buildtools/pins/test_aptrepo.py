@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from buildtools.nvidia.kbuild import ensure_headers
+from buildtools.nvidia.kbuild import check_headers_on_mirror
 from buildtools.nvidia.steps import NvidiaError
 from buildtools.pins.aptrepo import (
     DEFAULT_AREAS,
@@ -275,7 +275,7 @@ def test_real_apt_against_local_repository(tmp_path: Path) -> None:
 def test_missing_kernel_headers_stop_the_nvidia_build_naming_what_the_mirror_has(
     tmp_path: Path,
 ) -> None:
-    """buildtools.nvidia.kbuild.ensure_headers against a mirror that lacks the pinned ABI."""
+    """kbuild.check_headers_on_mirror against a mirror that lacks the pinned ABI."""
     archive = _local_repo(
         tmp_path / "archive",
         {
@@ -292,7 +292,7 @@ def test_missing_kernel_headers_stop_the_nvidia_build_naming_what_the_mirror_has
         trusted=True,
     )
     with pytest.raises(NvidiaError) as caught:
-        ensure_headers("6.1.0-99-amd64", repo)
+        check_headers_on_mirror("6.1.0-99-amd64", repo)
     message = str(caught.value)
     assert message.startswith("linux-headers-6.1.0-99-amd64 is not on file:")
     assert "linux-headers-6.1.0-97-amd64, linux-headers-6.1.0-98-amd64;" in message

@@ -233,3 +233,45 @@ def test_qemu_accepts_the_machine(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert fru_path.exists() and sdr_path.exists()
+
+
+def test_netboot_boots_the_first_nic_with_no_bee_disk_or_cd(tmp_path: Path) -> None:
+    hw = qemu.load_hardware()
+    netboot = qemu.Netboot(
+        tftp_dir=tmp_path / "tftp",
+        bootfile="boot.ipxe",
+        guestfwd="guestfwd=tcp:10.0.2.100:80-cmd:python3 serve.py bridge 8000",
+    )
+    argv = args_for(hw, tmp_path, netboot=netboot)
+    assert "-kernel" not in argv and "-initrd" not in argv
+    assert not [d for d in values(argv, "-drive") if "media=cdrom" in d]
+    first = values(argv, "-netdev")[0]
+    assert f"tftp={tmp_path / 'tftp'},bootfile=boot.ipxe,guestfwd=tcp:10.0.2.100:80-cmd:" in first
+    assert "restrict=on" in first and "hostfwd=tcp:127.0.0.1:2222-:22" in first
+    nics = [d for d in values(argv, "-device") if "netdev=net" in d]
+    assert nics[0].endswith(",bootindex=0") and "bootindex" not in nics[1]
+
+
+@pytest.mark.parametrize("firmware", ["ovmf", "ovmf-secboot"])
+def test_ovmf_through_the_iso_s_bootloader(tmp_path: Path, firmware: str) -> None:
+    hw = qemu.load_hardware()
+    vars_copy = tmp_path / "vars.fd"
+    argv = args_for(hw, tmp_path, firmware=firmware, vars_copy=vars_copy, via_bootloader=True)
+    assert "-kernel" not in argv
+    drives = values(argv, "-drive")
+    code, _vars = qemu.OVMF[firmware]
+    assert f"if=pflash,format=raw,unit=0,readonly=on,file={code}" in drives
+    assert f"if=pflash,format=raw,unit=1,file={vars_copy}" in drives
+    assert "ide-cd,drive=live,bus=ide.5,bootindex=0" in values(argv, "-device")
+    secure = "driver=cfi.pflash01,property=secure,value=on" in values(argv, "-global")
+    assert secure == (firmware == "ovmf-secboot")
+    assert values(argv, "-machine") == ["q35,smm=on" if secure else "q35"]
+
+
+def test_seabios_keeps_the_kernel_handed_over_unless_asked(tmp_path: Path) -> None:
+    hw = qemu.load_hardware()
+    assert "-kernel" in args_for(hw, tmp_path)
+    argv = args_for(hw, tmp_path, via_bootloader=True)
+    assert "-kernel" not in argv and not values(argv, "-global")
+    with pytest.raises(qemu.HardwareError, match="unknown firmware"):
+        args_for(hw, tmp_path, firmware="coreboot", vars_copy=tmp_path / "v")
