@@ -129,7 +129,7 @@ def test_a_stop_signal_ends_bee_and_kills_running_tools(tmp_path, sig, inherited
     _, stderr = bee.communicate(timeout=60)
     assert bee.returncode == 128 + sig, stderr
     assert f"bee: stopped by {signal.Signals(sig).name}" in stderr.splitlines(), stderr
-    assert "Traceback" not in stderr
+    assert "Traceback" not in stderr, stderr
     # bee reaps what it killed before it exits: nothing is left at the moment it is gone.
     assert not [p for p in pids.read_text().split() if pid_alive(int(p))]
     assert not (tmp_path / "a.json").exists()

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from bee.capture import ReplayRunner
 from bee.probe import Probe
+from bee.serialize import to_jsonable
 from bee.tools import lsblk, nvme, smartctl, storage
 from bee.tools.smartctl import SCAN_ARGV, ScannedDevice, parse
 from conftest import FIXTURES, REALWORLD, SCHEMA_DIR, assert_section_valid, write_capture
@@ -411,7 +412,11 @@ def test_without_lsblk_smartctl_still_lists_the_disks(tmp_path):
     assert [(d.name, d.path, d.serial, d.size_bytes) for d in section.disks] == [
         ("sda", "/dev/sda", "WFK2B1EX", 1200243695616),
         ("sdb", "/dev/sdb", "PHYF0413016T480BGN", 480103981056),
+        # From /sys/class/nvme and nvme-cli (QEMU's tnvmcap is 0: no size known).
+        ("nvme0n1", "/dev/nvme0n1", "S5XANA0R300417", None),
     ]
+    assert [d.seen_by for d in section.disks] == [["smartctl"], ["smartctl"], ["sysfs"]]
+    assert section.disks[2].health.verdict == "ok" and section.disks[2].health.source == "nvme-cli"
     assert "lsblk is not installed" in probe.notes
     assert_section_valid("storage", section)
 
@@ -442,3 +447,135 @@ def test_schema_describes_every_field_of_every_model():
         )
         assert set(props) == {f.name for f in dataclasses.fields(cls)}, cls.__name__
         assert all(p.get("description") for p in props.values()), cls.__name__
+
+
+# -- trust under faults (issue 20): no disk vanishes, no data is not ok, nothing counted twice --
+
+
+def _qemu_commands(*, lsblk_out: str | None, sdb: str | None = None, log: str | None = None):
+    commands = [
+        (list(SCAN_ARGV), 0, QEMU["scan"].read_text()),
+        (["smartctl", "-j", "-a", "-d", "scsi", "/dev/sda"], 4, QEMU["sda"].read_text()),
+        (["smartctl", "-j", "-a", "-d", "sat", "/dev/sdb"], 0, sdb or QEMU["sdb"].read_text()),
+        (["nvme", "id-ctrl", "-o", "json", "/dev/nvme0"], 0, QEMU["id"].read_text()),
+        (["nvme", "smart-log", "-o", "json", "/dev/nvme0"], 0, log or QEMU["log"].read_text()),
+    ]
+    if lsblk_out is not None:
+        commands.insert(0, (list(lsblk.ARGV), 0, lsblk_out))
+    return commands
+
+
+def _failing_sdb() -> str:
+    report = json.loads(QEMU["sdb"].read_text())
+    report["smart_status"] = {"passed": False}
+    report["smartctl"]["exit_status"] = 8
+    return json.dumps(report)
+
+
+@pytest.mark.parametrize("lsblk_out", ["", "   \n", "{not json", '{"blockdevices": "x"}'])
+def test_a_failing_disk_does_not_vanish_when_lsblk_gives_no_list(tmp_path, lsblk_out):
+    commands = _qemu_commands(lsblk_out=lsblk_out, sdb=_failing_sdb())
+    dirs = {"/sys/class/nvme": ["nvme0"], "/sys/class/nvme/nvme0": ["nvme0n1"]}
+    probe = Probe(ReplayRunner(write_capture(tmp_path, commands, dirs=dirs)), "storage")
+    section = storage.collect(probe)
+    assert [(d.name, d.health.verdict) for d in section.disks] == [
+        ("sda", "unknown"),
+        ("sdb", "failing"),
+        ("nvme0n1", "ok"),
+    ]
+    assert probe.errors and probe.errors[0].startswith("lsblk")  # the failure is in the document
+    found = storage.findings({"storage": section})
+    assert [(f.severity, f.subject) for f in found] == [("critical", "sdb")]
+    assert storage.summary(to_jsonable(section)).startswith("Disks: 3,")
+    assert_section_valid("storage", section)
+
+
+def test_a_disk_lsblk_misses_is_kept_and_says_so(tmp_path):
+    listing = json.loads(QEMU["lsblk"].read_text())
+    listing["blockdevices"] = [d for d in listing["blockdevices"] if d["name"] != "sdb"]
+    commands = _qemu_commands(lsblk_out=json.dumps(listing), sdb=_failing_sdb())
+    dirs = {"/sys/class/nvme": ["nvme0"], "/sys/class/nvme/nvme0": ["nvme0n1"]}
+    probe = Probe(ReplayRunner(write_capture(tmp_path, commands, dirs=dirs)), "storage")
+    disks = {d.name: d for d in storage.collect(probe).disks}
+    assert disks["sdb"].health.verdict == "failing" and disks["sdb"].seen_by == ["smartctl"]
+    assert disks["sdb"].health.reasons[-1] == "lsblk does not list this disk"
+    assert disks["sda"].seen_by == ["lsblk", "smartctl"]
+    assert disks["nvme0n1"].seen_by == ["lsblk", "sysfs"]
+
+
+@pytest.mark.parametrize("log", ["{}", '{"temperature": 323}', '{"unknown_layout": {"a": 1}}'])
+def test_nvme_without_health_data_is_unknown_and_an_error(tmp_path, log):
+    commands = _qemu_commands(lsblk_out=QEMU["lsblk"].read_text(), log=log)
+    dirs = {"/sys/class/nvme": ["nvme0"], "/sys/class/nvme/nvme0": ["nvme0n1"]}
+    probe = Probe(ReplayRunner(write_capture(tmp_path, commands, dirs=dirs)), "storage")
+    disks = {d.name: d for d in storage.collect(probe).disks}
+    assert disks["nvme0n1"].health.verdict == "unknown", disks["nvme0n1"].health
+    assert "nvme smart-log /dev/nvme0: no health fields in the output" in probe.errors
+
+
+def _raid1_server(tmp_path, *, volume_health: dict | None = None):
+    """2 x 4 TB behind a MegaRAID controller as one RAID1 logical drive sda, as smartctl and
+    lsblk list such a server (shapes from the scrutiny/telegraf megaraid captures)."""
+    block = {"blockdevices": [
+        {"name": "sda", "path": "/dev/sda", "type": "disk", "size": 3998614552576,
+         "model": "PERC H730P Mini", "vendor": "DELL", "rm": False},
+    ]}  # fmt: skip
+    scan = {"devices": [
+        {"name": "/dev/sda", "type": "scsi", "protocol": "SCSI"},
+        {"name": "/dev/bus/0", "type": "sat+megaraid,0", "protocol": "ATA"},
+        {"name": "/dev/bus/0", "type": "sat+megaraid,1", "protocol": "ATA"},
+    ]}  # fmt: skip
+    member = {"user_capacity": {"bytes": 4000787030016}, "smart_status": {"passed": True},
+              "model_name": "WD4000FYYZ"}  # fmt: skip
+    volume = {"vendor": "DELL", "product": "PERC H730P Mini", **(volume_health or {})}
+    commands = [
+        (list(lsblk.ARGV), 0, json.dumps(block)),
+        (list(SCAN_ARGV), 0, json.dumps(scan)),
+        (["smartctl", "-j", "-a", "-d", "scsi", "/dev/sda"], 4, smart(exit_status=4, **volume)),
+        (["smartctl", "-j", "-a", "-d", "sat+megaraid,0", "/dev/bus/0"], 0,
+         smart(serial_number="WD-A1", **member)),
+        (["smartctl", "-j", "-a", "-d", "sat+megaraid,1", "/dev/bus/0"], 0,
+         smart(serial_number="WD-B2", **member)),
+    ]  # fmt: skip
+    probe = Probe(ReplayRunner(write_capture(tmp_path, commands)), "storage")
+    return storage.collect(probe)
+
+
+def test_a_raid_logical_drive_is_not_counted_next_to_its_members(tmp_path):
+    section = _raid1_server(tmp_path)
+    disks = {d.name: d for d in section.disks}
+    assert disks["sda"].is_raid_volume and disks["sda"].health.reasons[-1].startswith("a RAID")
+    assert not disks["bus0-sat+megaraid,0"].is_raid_volume
+    assert storage.summary(to_jsonable(section)) == (
+        "Disks: 2, 7.3 TiB (2 ok); not counted: 1 RAID volume"
+    )
+    assert_section_valid("storage", section)
+
+
+def test_a_disk_with_smart_health_behind_a_raid_controller_is_a_disk(tmp_path):
+    # JBOD/HBA pass-through: the block disk has SMART health of its own, so it is a drive.
+    section = _raid1_server(tmp_path, volume_health={"smart_status": {"passed": True}})
+    assert not {d.name: d for d in section.disks}["sda"].is_raid_volume
+
+
+def test_removable_and_virtual_media_are_listed_not_counted(tmp_path):
+    listing = json.loads(QEMU["lsblk"].read_text())
+    # QEMU's default floppy (a 4 KiB fd0) and a BMC's virtual CD over USB, as lsblk lists them.
+    listing["blockdevices"] += [
+        {"name": "fd0", "kname": "fd0", "path": "/dev/fd0", "type": "disk", "size": 4096,
+         "rm": True, "ro": False, "rota": True, "tran": None},
+        {"name": "sr1", "kname": "sr1", "path": "/dev/sr1", "type": "rom", "size": 1073741312,
+         "model": "Virtual CDROM0", "vendor": "AMI", "rm": True, "ro": True, "tran": "usb"},
+    ]  # fmt: skip
+    commands = _qemu_commands(lsblk_out=json.dumps(listing))
+    dirs = {"/sys/class/nvme": ["nvme0"], "/sys/class/nvme/nvme0": ["nvme0n1"]}
+    probe = Probe(ReplayRunner(write_capture(tmp_path, commands, dirs=dirs)), "storage")
+    section = storage.collect(probe)
+    disks = {d.name: d for d in section.disks}
+    assert disks["fd0"].is_removable_media and disks["sr1"].is_removable_media
+    assert disks["sr0"].is_removable_media and disks["sr0"].is_boot_medium
+    assert not disks["sda"].is_removable_media
+    assert storage.summary(to_jsonable(section)) == (
+        "Disks: 3, 3.3 TiB (2 ok, 1 unknown); not counted: 2 removable"
+    )
+    assert_section_valid("storage", section)

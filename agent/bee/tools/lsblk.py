@@ -245,16 +245,20 @@ def _owner(part: str, nodes: list[dict[str, Any]]) -> str | None:
 
 
 def collect(probe: Probe) -> BlockDevices | None:
-    """Run lsblk; None when it is not installed."""
+    """Run lsblk; None when it is not installed or gave no list (failed, printed nothing or
+    no JSON): the storage collector then lists the disks that smartctl and sysfs see. Every
+    machine bee runs on has a block device, so an empty answer is an error, not "no disks"."""
     result = probe.run(ARGV, timeout_s=TIMEOUT_S)
     if result.not_found:
         return None
     if not result.stdout.strip():
-        return BlockDevices()
+        if result.ok:
+            probe.error(f"{' '.join(ARGV[:3])}: printed nothing")
+        return None
     parsed = parse(result.stdout)
     for message in parsed.errors:
         probe.error(message)
-    return parsed
+    return None if parsed.errors and not parsed.disks else parsed
 
 
 PARSERS = {"lsblk": parse}

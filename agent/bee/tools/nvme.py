@@ -82,6 +82,12 @@ class NvmeHealth:
     critical_temperature_minutes: int | None
     errors: list[str] = field(default_factory=list)
 
+    @property
+    def has_health(self) -> bool:
+        """Any of the fields a health verdict rests on (`{}` or an unknown layout has none)."""
+        fields = (self.critical_warning, self.available_spare_pct, self.percentage_used)
+        return any(value is not None for value in (*fields, self.media_errors))
+
 
 def decode_critical_warning(value: int | None) -> list[str]:
     if value is None or value < 0:
@@ -212,6 +218,10 @@ def collect_controller(
         health = parse_smart_log(text)
         for message in health.errors:
             probe.error(f"nvme smart-log {device}: {message}")
+        if not health.has_health:
+            if not health.errors:
+                probe.error(f"nvme smart-log {device}: no health fields in the output")
+            health = None  # unknown, not ok; the storage collector then asks smartctl
     return ident, health
 
 

@@ -30,13 +30,14 @@ from bee.tools.smartctl import ScannedDevice, SmartReport
 
 MAX_WORKERS = 8
 Verdict = Literal["ok", "warning", "failing", "unknown"]
-_RANK = {"unknown": 0, "ok": 1, "warning": 2, "failing": 3}
 
 # Thresholds for a warning (not a failure): drives keep working past them, but a person should
 # plan a replacement. Sources: NVMe base spec (percentage used may pass 100), common HDD
 # operating limits (most are specified up to 60 °C; 65 °C and above is too hot for any).
 ENDURANCE_WARNING_PCT = 90
 TEMPERATURE_WARNING_C = 65
+
+RAID_VOLUME_REASON = "a RAID controller's logical drive: see its member disks"
 
 NVME_CONTROLLER = re.compile(r"^nvme(\d+)$")
 NVME_NAMESPACE = re.compile(r"^nvme(\d+)(?:c\d+)?n(\d+)$")  # nvme0n1, nvme0c0n1 (multipath)
@@ -84,6 +85,10 @@ class Disk:
     # Identity strings that are no identity ("REDACTED", all zeros, "0123456789012"): kept here,
     # and the field itself is None.
     placeholders: dict[str, str] = field(default_factory=dict)
+    # Not one of the machine's drives, so not counted as a disk (its members are, when RAID).
+    is_raid_volume: bool = False
+    is_removable_media: bool = False  # floppy, optical, USB stick, BMC virtual media
+    seen_by: list[str] = field(default_factory=list)  # the listings that hold it: lsblk, ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -158,8 +163,9 @@ def smart_health(report: SmartReport) -> tuple[Verdict, list[str]]:
 def nvme_health(
     health: NvmeHealth | None, identity: NvmeController | None
 ) -> tuple[Verdict, list[str]]:
-    if health is None:
-        return "unknown", ["nvme smart-log gave no data"]
+    if health is None or not health.has_health:
+        # `{}`, or a layout this parser does not know: no health data is not healthy.
+        return "unknown", ["nvme smart-log gave no health data"]
     failing = _nvme_warning_reasons(health.critical_warning)
     warning: list[str] = []
     spare, threshold = health.available_spare_pct, health.available_spare_threshold_pct
@@ -319,32 +325,41 @@ def collect(probe: Probe) -> StorageSection | None:
             reports[_smartctl_device(device)] = report
 
     disks: list[Disk] = []
-    used_reports: set[str] = set()
+    matched: set[str] = set()  # smartctl devices that are one of lsblk's disks
     raid_present = any(_behind_controller(d) for d in smart_devices)
     for blk in block.disks if block else []:
-        report_key = _report_for_block(blk, smart_devices, reports)
+        device_key = _scanned_for_block(blk, smart_devices, reports)
+        if device_key:
+            matched.add(device_key)
+        report_key = device_key if device_key in reports else None
         report = reports.get(report_key) if report_key else None
-        if report_key:
-            used_reports.add(report_key)
         ctrl = _controller_of(blk.name, controllers)
         info = nvme_info.get(ctrl) if ctrl else None
         if report is None and ctrl in nvme_smart and isinstance(nvme_smart[ctrl], SmartReport):
             report = nvme_smart[ctrl]
-        disks.append(_disk_from_block(blk, report, report_key, info, raid_present))
+        seen = ["lsblk", *(["smartctl"] if device_key else []), *(["sysfs"] if ctrl else [])]
+        disks.append(_disk_from_block(blk, report, report_key, info, raid_present, seen=seen))
 
-    # Disks smartctl reaches through a RAID controller that lsblk does not show as themselves
-    # (and, without lsblk, every disk smartctl lists).
+    # Every disk another tool lists and lsblk does not is kept, saying so: the ones smartctl
+    # reaches through a RAID controller, and any other when lsblk failed, printed nothing or
+    # missed it (a dying disk can hang lsblk's probing: it must not vanish from the audit).
     for device in smart_devices:
         key = _smartctl_device(device)
-        behind = _behind_controller(device)
-        if key in used_reports or not (behind or block is None):
+        if key in matched:
             continue
-        disks.append(_smartctl_only_disk(device, reports.get(key), behind=behind))
+        behind = _behind_controller(device)
+        missed = not behind and block is not None
+        disks.append(_smartctl_only_disk(device, reports.get(key), behind=behind, missed=missed))
 
-    # NVMe controllers with no namespace block device (none attached, or all detached).
+    listed = {d.name for d in disks}
     for ctrl, info in nvme_info.items():
-        if not info.namespaces:
-            disks.append(_bare_controller(info, nvme_smart.get(ctrl)))
+        if not info.namespaces:  # no namespace block device (none attached, or all detached)
+            disks.append(_bare_controller(info, nvme_smart.get(ctrl), name=ctrl))
+        for namespace in info.namespaces:
+            if namespace not in listed:  # in /sys/class/nvme, not in lsblk's list
+                disks.append(_bare_controller(info, nvme_smart.get(ctrl), name=namespace))
+    if block is None and disks:
+        probe.note("lsblk gave no list: the disks are the ones smartctl and /sys/class/nvme list")
     return StorageSection(
         disks=[_without_placeholders(d) for d in disks], skipped=block.skipped if block else []
     )
@@ -375,14 +390,14 @@ def _controller_of(name: str, controllers: dict[str, list[str]]) -> str | None:
     return None
 
 
-def _report_for_block(
+def _scanned_for_block(
     blk: BlockDisk, devices: list[ScannedDevice], reports: dict[str, SmartReport]
 ) -> str | None:
+    """The smartctl device that is this block disk, whether or not smartctl could read it."""
     paths = {p for p in (blk.path, f"/dev/{blk.kname or blk.name}", f"/dev/{blk.name}") if p}
     for device in devices:
-        key = _smartctl_device(device)
-        if device.name in paths and not _behind_controller(device) and key in reports:
-            return key
+        if device.name in paths and not _behind_controller(device):
+            return _smartctl_device(device)
     # A disk the controller passes through (JBOD) is also listed as megaraid,N: same serial.
     if blk.serial:
         for device in devices:
@@ -398,26 +413,48 @@ def _health(
     info: NvmeInfo | None,
     *,
     disk_type: str | None,
-    raid_present: bool,
-    is_boot_medium: bool,
+    raid_volume: bool = False,
+    removable_media: bool = False,
+    is_boot_medium: bool = False,
 ) -> DiskHealth:
     if info is not None and info.health is not None:
         verdict, reasons = nvme_health(info.health, info.identity)
         return DiskHealth(verdict=verdict, reasons=reasons, source="nvme-cli")
     if report is not None:
         verdict, reasons = smart_health(report)
-        if verdict == "unknown" and raid_present and report.smart_passed is None:
-            reasons.append("a RAID controller's logical drive: see its member disks")
+        if verdict == "unknown" and raid_volume:
+            reasons.append(RAID_VOLUME_REASON)
         return DiskHealth(verdict=verdict, reasons=reasons, source="smartctl")
     if is_boot_medium:
         reason = "the medium bee booted from; no SMART data"
+    elif raid_volume:
+        reason = RAID_VOLUME_REASON
     elif disk_type == "rom":
         reason = "an optical drive; no SMART data"
+    elif removable_media:
+        reason = "removable media (floppy, USB stick or BMC virtual media); no SMART data"
     elif info is not None:
         reason = "nvme-cli gave no health data for this controller"
     else:
         reason = "no SMART data: smartctl does not list this device (virtual or unsupported)"
     return DiskHealth(verdict="unknown", reasons=[reason], source=None)
+
+
+def _is_raid_volume(blk: BlockDisk, report: SmartReport | None, raid_present: bool) -> bool:
+    """A logical drive of the RAID controller whose member disks smartctl lists: a block disk
+    without SMART health of its own (a member passed through as JBOD has the member's)."""
+    if not raid_present or blk.is_boot_medium or blk.type != "disk":
+        return False
+    if blk.transport in ("nvme", "usb") or blk.removable:
+        return False
+    return report is None or not report.has_health
+
+
+def _is_removable_media(blk: BlockDisk) -> bool:
+    # RM is the SCSI removable-medium bit: floppies (QEMU's default fd0), CD/DVD drives,
+    # USB sticks, and the virtual floppy and CD a BMC attaches over USB. Hot-swap bays do
+    # not set it.
+    return bool(blk.removable) or blk.type == "rom" or blk.name.startswith("fd")
 
 
 def _disk_from_block(
@@ -426,8 +463,12 @@ def _disk_from_block(
     report_key: str | None,
     info: NvmeInfo | None,
     raid_present: bool,
+    *,
+    seen: list[str],
 ) -> Disk:
     ident = info.identity if info else None
+    volume = _is_raid_volume(blk, report, raid_present)
+    removable = _is_removable_media(blk)
     return Disk(
         name=blk.name,
         path=blk.path or f"/dev/{blk.name}",
@@ -457,23 +498,31 @@ def _disk_from_block(
             report,
             info,
             disk_type=blk.type,
-            raid_present=raid_present,
+            raid_volume=volume,
+            removable_media=removable,
             is_boot_medium=blk.is_boot_medium,
         ),
         smart=report,
         nvme=info,
+        is_raid_volume=volume,
+        is_removable_media=removable,
+        seen_by=seen,
     )
 
 
-def _smartctl_only_disk(device: ScannedDevice, report: SmartReport | None, *, behind: bool) -> Disk:
+def _smartctl_only_disk(
+    device: ScannedDevice, report: SmartReport | None, *, behind: bool, missed: bool
+) -> Disk:
     base = device.name.removeprefix("/dev/").replace("/", "")
     rpm = report.rotation_rate_rpm if report else None
     rotating = rpm != 0 if rpm is not None else None
     health = (
-        _health(report, None, disk_type=None, raid_present=False, is_boot_medium=False)
+        _health(report, None, disk_type=None)
         if report is not None
         else DiskHealth(verdict="unknown", reasons=["smartctl gave no data"], source=None)
     )
+    if missed:
+        health = replace(health, reasons=[*health.reasons, "lsblk does not list this disk"])
     return Disk(
         name=f"{base}-{device.type}" if behind else base,
         path=None if behind else device.name,
@@ -496,22 +545,24 @@ def _smartctl_only_disk(device: ScannedDevice, report: SmartReport | None, *, be
         health=health,
         smart=report,
         nvme=None,
+        seen_by=["smartctl"],
     )
 
 
-def _bare_controller(info: NvmeInfo, report: Any) -> Disk:
+def _bare_controller(info: NvmeInfo, report: Any, *, name: str) -> Disk:
+    """An NVMe controller (name nvme0) or namespace (nvme0n1) known from /sys/class/nvme only."""
     ident = info.identity
     smart = report if isinstance(report, SmartReport) else None
     return Disk(
-        name=info.controller,
-        path=info.device,
-        type="nvme-controller",
+        name=name,
+        path=f"/dev/{name}",
+        type="nvme-controller" if name == info.controller else "disk",
         model=ident.model if ident else None,
         vendor=None,
         serial=ident.serial if ident else None,
         wwn=None,
         firmware=ident.firmware if ident else None,
-        size_bytes=ident.total_capacity_bytes if ident else None,
+        size_bytes=(ident.total_capacity_bytes or None) if ident else None,  # 0: not managed
         transport="nvme",
         hctl=None,
         rotational=False,
@@ -521,9 +572,10 @@ def _bare_controller(info: NvmeInfo, report: Any) -> Disk:
         behind_raid_controller=False,
         smartctl_device=None,
         children=[],
-        health=_health(smart, info, disk_type=None, raid_present=False, is_boot_medium=False),
+        health=_health(smart, info, disk_type=None),
         smart=smart,
         nvme=info,
+        seen_by=["sysfs"],
     )
 
 
@@ -584,14 +636,26 @@ def _duplicate_serials(disks: list[Disk]) -> list[Finding]:
 
 
 def summary(section: object) -> str:
-    # The medium bee booted from (the live CD/USB) is listed in the document, not counted here.
-    disks = [d for d in document.items(section, "disks") if not d.get("is_boot_medium")]
+    # The medium bee booted from (the live CD/USB), RAID logical drives (their members are
+    # counted) and removable media are listed in the document, not counted as disks here.
+    listed = document.items(section, "disks")
+    volumes = sum(1 for d in listed if d.get("is_raid_volume") is True)
+    media = sum(1 for d in listed if d.get("is_removable_media") and not d.get("is_boot_medium"))
+    disks = [d for d in listed if not _not_a_drive(d)]
+    apart = [f"{n} {what}" for n, what in ((volumes, "RAID volume"), (media, "removable")) if n]
+    tail = f"; not counted: {', '.join(apart)}" if apart else ""
     if not disks:
-        return "Disks: none reported"
+        return "Disks: none reported" + tail
     total = sum(document.number(d, "size_bytes") or 0 for d in disks)
     verdicts = Counter(document.text(d, "health", "verdict") or "?" for d in disks)
     health = ", ".join(f"{n} {v}" for v, n in sorted(verdicts.items()))
-    return f"Disks: {len(disks)}, {human_bytes(total)} ({health})"
+    return f"Disks: {len(disks)}, {human_bytes(total)} ({health}){tail}"
+
+
+def _not_a_drive(disk: dict[str, Any]) -> bool:
+    return any(
+        disk.get(k) is True for k in ("is_boot_medium", "is_raid_volume", "is_removable_media")
+    )
 
 
 COLLECTORS = (
