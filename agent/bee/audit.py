@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bee import __version__
+from bee import __version__, stops
 from bee.capture import RecordingRunner
 from bee.findings import Finding
 from bee.probe import Probe, Shared
@@ -70,6 +70,7 @@ def _run_collector(
     options: Mapping[str, Any],
     outcome: Outcome,
 ) -> None:
+    stops.release_in_thread()
     name = collector.name
     probe = Probe(runner, name, shared, options)
     start = time.monotonic()
@@ -108,8 +109,9 @@ def run_collectors(
         for collector, outcome in zip(collectors, outcomes, strict=True)
     ]
     end = time.monotonic() + deadline_s
-    for thread in threads:
-        thread.start()
+    with stops.held():  # a stop inside Thread.start() broke its lock (see bee.stops)
+        for thread in threads:
+            thread.start()
     _join_until(threads, end)
     late = [o for o, t in zip(outcomes, threads, strict=True) if t.is_alive()]
     if late:
@@ -118,7 +120,8 @@ def run_collectors(
         log.warning(
             "deadline of %.0f s passed; stopping %s", deadline_s, ", ".join(o.name for o in late)
         )
-        _call(runner, "abort")
+        with stops.held():  # abort() waits on a Condition too
+            _call(runner, "abort")
         _join_until(threads, time.monotonic() + ABORT_GRACE_S)
         for outcome in late:
             outcome.errors.append(f"did not finish within the {deadline_s:.0f} s deadline")
@@ -183,8 +186,9 @@ def run_audit(
             recorder, deadline_s=deadline_s, collectors=collectors, options=options
         )
     except BaseException:  # a stop signal: leave no tool running behind us
-        _call(runner, "abort")
-        _call(runner, "kill_leftovers")
+        with stops.held():  # a second stop waits until the tools are killed
+            _call(runner, "abort")
+            _call(runner, "kill_leftovers")
         raise
 
     sections = {o.name: o.data for o in outcomes}

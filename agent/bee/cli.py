@@ -8,7 +8,7 @@ import signal
 import sys
 from typing import Any, NoReturn
 
-from bee import __version__
+from bee import __version__, stops
 
 # Modules that only some commands need are imported where they are used: `bee --version`
 # (and every start on the image) should cost little more than the interpreter itself.
@@ -320,30 +320,6 @@ def exit_process(status: int) -> NoReturn:
     os._exit(status)
 
 
-class Stopped(BaseException):
-    """A signal that ends bee (STOP_SIGNALS): unwind like Ctrl-C, killing the tools started."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-# SIGINT (Ctrl-C, `kill -INT`), SIGTERM (systemd stopping the unit), SIGHUP (the SSH session
-# dropped): each ends bee through the same path, exit 128 + N, tools killed, nothing written.
-# Installed explicitly, SIGINT too: Python keeps SIGINT ignored when bee starts with it ignored
-# (any `cmd &` from a shell without job control), and an interrupted audit then ran on and
-# exited 0. SIGHUP's default action would end bee at once and leave its tools running.
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
-def _stop(signum: int, frame: object) -> None:
-    import logging
-
-    # The tools killed on the way out are not news: bee's last line says it was stopped.
-    logging.getLogger("bee").disabled = True
-    raise Stopped(signum)
-
-
 def _say(message: str) -> None:
     """One line on stderr, which may be gone (a closed terminal after SIGHUP)."""
     try:
@@ -353,8 +329,7 @@ def _say(message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, _stop)
+    stops.install()
     try:
         args = build_parser().parse_args(argv)
         import logging
@@ -381,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # raised by Python's own handler before ours was installed
         _say("interrupted")
         return 128 + signal.SIGINT
-    except Stopped as exc:
+    except stops.Stopped as exc:
         _say(f"stopped by {signal.Signals(exc.signum).name}")
         return 128 + exc.signum
     except BrokenPipeError:

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
-import signal
 import stat
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
-# The signals bee ends on (cli.STOP_SIGNALS): held back while the document is written, so a
-# stop lands before the temporary file exists or after the rename, never in between.
-_HELD_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+from bee import stops
 
 
 class OutputError(Exception):
@@ -54,21 +49,13 @@ def _write_into(path: Path, data: bytes, *, fifo: bool) -> None:
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
-@contextlib.contextmanager
-def _signals_held() -> Iterator[None]:
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_SIGNALS)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
 def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Temporary file in the same directory, fsync, rename over the target, fsync the directory.
 
     On any failure the temporary file is removed and the previous document stays as it was.
     """
-    with _signals_held():
+    # A stop lands before the temporary file exists or after the rename, never in between.
+    with stops.held():
         _write_atomic(path, data, mode)
 
 

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from bee.audit import run_audit
-from bee.capture import ReplayRunner
+from bee.capture import RecordingRunner, ReplayRunner
 from bee.registry import Collector, section_names
 from bee.runner import SystemRunner
 from conftest import REPO, fake_tool, pid_alive, run_bee
@@ -190,3 +190,31 @@ def test_document_is_json_ready_as_returned():
         ReplayRunner(REPO / "tests" / "vm" / "qemu-q35" / "bee-capture"), deadline_s=30
     )
     assert to_jsonable(document) == document
+
+
+def test_collector_threads_start_with_stops_held_and_run_with_them_released(monkeypatch):
+    """A stop raised inside Thread.start() broke its Condition ("release unlocked lock", a
+    traceback and exit 1 instead of 129 under load): the main thread holds stops meanwhile;
+    the collectors release them, or every tool they start would inherit the blocked mask."""
+    import signal
+    import threading
+
+    from bee import stops
+    from bee.audit import run_collectors
+
+    masks_at_start, masks_in_collector = [], []
+    start = threading.Thread.start
+
+    def recording_start(self):
+        masks_at_start.append(signal.pthread_sigmask(signal.SIG_BLOCK, set()))
+        start(self)
+
+    def collect(probe):
+        masks_in_collector.append(signal.pthread_sigmask(signal.SIG_BLOCK, set()))
+
+    monkeypatch.setattr(threading.Thread, "start", recording_start)
+    collectors = [Collector(name=f"c{n}", order=n, collects="x", collect=collect) for n in range(3)]
+    run_collectors(RecordingRunner(SystemRunner()), deadline_s=10, collectors=collectors)
+    assert masks_at_start and all(mask >= stops.STOP_SIGNALS for mask in masks_at_start)
+    assert len(masks_in_collector) == 3
+    assert all(not (stops.STOP_SIGNALS & mask) for mask in masks_in_collector)

@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from bee import cli, output
+from bee import output, stops
 
 
 def test_a_stop_signal_during_the_write_lands_after_it_and_leaves_no_temporary_file(
@@ -21,10 +21,10 @@ def test_a_stop_signal_during_the_write_lands_after_it_and_leaves_no_temporary_f
         os.kill(os.getpid(), signal.SIGTERM)
         real_fsync(fd)
 
-    previous = signal.signal(signal.SIGTERM, cli._stop)
+    previous = signal.signal(signal.SIGTERM, stops._stop)
     monkeypatch.setattr(os, "fsync", fsync_then_sigterm)
     try:
-        with pytest.raises(cli.Stopped):
+        with pytest.raises(stops.Stopped):
             output.write_document(target, b"new")
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -34,3 +34,18 @@ def test_a_stop_signal_during_the_write_lands_after_it_and_leaves_no_temporary_f
         logging.getLogger("bee").disabled = False
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
     assert target.read_bytes() == b"new"
+
+
+def test_held_keeps_a_stop_pending_until_the_block_ends():
+    previous = signal.signal(signal.SIGTERM, stops._stop)
+    reached_end_of_block = False
+    try:
+        with pytest.raises(stops.Stopped), stops.held():
+            os.kill(os.getpid(), signal.SIGTERM)
+            reached_end_of_block = True
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        import logging
+
+        logging.getLogger("bee").disabled = False
+    assert reached_end_of_block
