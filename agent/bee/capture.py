@@ -63,6 +63,10 @@ class _Tree:
             if create:
                 path.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            if create:
+                raise CaptureError(f"cannot create capture directory {path}") from None
+            raise CaptureError(f"{path} is not a bee capture (no such directory)") from None
         except OSError as exc:
             link = exc.errno in (errno.ELOOP, errno.ENOTDIR) and path.is_symlink()
             what = "is a symlink" if link else exc.strerror or str(exc)

@@ -62,7 +62,7 @@ paths = st.lists(
 ).map(lambda parts: "/" + "/".join(parts))
 
 
-@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=10_000, suppress_health_check=[HealthCheck.too_slow])
 @given(
     outputs=st.dictionaries(argv, st.tuples(text, text, st.integers(-9, 255)), max_size=5),
     files=st.dictionaries(paths, st.one_of(st.none(), text), max_size=5),
