@@ -186,7 +186,7 @@ def test_fixtures_match_the_schemas(path):
 # -- properties -----------------------------------------------------------------------------
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150, deadline=10_000)
 @given(st.text(max_size=400))
 def test_never_raises_on_arbitrary_text(text):
     parse(text)
@@ -215,14 +215,14 @@ DMI_ALPHABET = st.sampled_from(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150, deadline=10_000)
 @given(st.lists(DMI_ALPHABET, max_size=40))
 def test_never_raises_on_shuffled_dmidecode_lines(parts):
     assert_smbios_valid(parse("".join(parts)))
 
 
 @settings(
-    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=30, deadline=10_000, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(data=st.data())
 @pytest.mark.parametrize("path", FIXTURE_FILES, ids=lambda p: p.name)

@@ -115,7 +115,7 @@ def test_bad_input_gives_an_empty_result_with_an_error(text):
     assert parsed.disks == [] and parsed.errors
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150, deadline=10_000)
 @given(st.text(max_size=400))
 def test_never_raises_on_arbitrary_text(text):
     parse(text)
@@ -133,14 +133,14 @@ device_values = (
 )
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100, deadline=10_000)
 @given(st.lists(st.dictionaries(device_keys, device_values), max_size=3))
 def test_never_raises_on_devices_with_any_values(devices):
     parse(json.dumps({"blockdevices": devices}))
     parse(json.dumps({"blockdevices": [{"name": "sda", "children": devices}]}))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150, deadline=10_000)
 @given(json_values)
 def test_never_raises_on_any_json_value(value):
     parse(json.dumps(value))
@@ -149,7 +149,7 @@ def test_never_raises_on_any_json_value(value):
 
 
 @pytest.mark.skipif(not FIXTURE_FILES, reason="no lsblk fixtures")
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=10_000, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_never_raises_on_fixtures_with_lines_dropped_duplicated_or_cut(data):
     text = mangle(data, data.draw(st.sampled_from(FIXTURE_FILES)).read_text())

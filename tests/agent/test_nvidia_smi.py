@@ -128,7 +128,7 @@ def test_bad_input_gives_an_empty_section_with_an_error(text):
     assert section.gpus == [] and section.errors
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150, deadline=10_000)
 @given(st.text(max_size=400))
 def test_never_raises_on_arbitrary_text(text):
     parse(text)
@@ -136,7 +136,7 @@ def test_never_raises_on_arbitrary_text(text):
     nvidia_smi.parse_proc_information(text)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=10_000, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_never_raises_on_fixtures_with_lines_dropped_duplicated_or_cut(data):
     text = mangle(data, data.draw(st.sampled_from(FIXTURE_FILES)).read_text())

@@ -127,14 +127,14 @@ def test_zero_kelvin_is_not_a_temperature():
     assert parse_smart_log('{"temperature": 0}').temperature_c is None
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150, deadline=10_000)
 @given(st.text(max_size=400))
 def test_never_raises_on_arbitrary_text(text):
     parse_id_ctrl(text)
     parse_smart_log(text)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100, deadline=10_000)
 @given(json_values)
 def test_never_raises_on_any_json_value(value):
     for wrapped in (value, {"critical_warning": value, "temperature": value, "ver": value}):
@@ -145,7 +145,7 @@ def test_never_raises_on_any_json_value(value):
     parse_smart_log(json.dumps(dict.fromkeys(keys, value)))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=10_000, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_never_raises_on_fixtures_with_lines_dropped_duplicated_or_cut(data):
     path = data.draw(st.sampled_from(ID_FIXTURES + LOG_FIXTURES))

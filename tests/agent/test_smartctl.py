@@ -169,14 +169,14 @@ def test_bad_input_gives_an_empty_report_with_an_error(text):
     assert report.errors and report.serial is None and not report.has_data
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150, deadline=10_000)
 @given(st.text(max_size=400))
 def test_never_raises_on_arbitrary_text(text):
     parse(text)
     parse_scan(text)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100, deadline=10_000)
 @given(json_values)
 def test_never_raises_on_any_json_value(value):
     for wrapped in (
@@ -192,7 +192,7 @@ def test_never_raises_on_any_json_value(value):
 
 
 @pytest.mark.skipif(not FIXTURE_FILES, reason="no smartctl fixtures")
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=10_000, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_never_raises_on_fixtures_with_lines_dropped_duplicated_or_cut(data):
     text = mangle(data, data.draw(st.sampled_from(FIXTURE_FILES)).read_text())

@@ -131,7 +131,7 @@ def test_nvme_verdicts():
 numbers = st.none() | st.integers(-5, 2**70) | st.text(max_size=5) | st.booleans()
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150, deadline=10_000)
 @given(
     st.fixed_dictionaries(
         {},

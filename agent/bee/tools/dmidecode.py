@@ -295,15 +295,18 @@ def of_type(records: Iterable[DmiRecord], *types: int) -> list[DmiRecord]:
 
 # -- virtual machines -------------------------------------------------------------------------
 
-# (pattern over "vendor | product | bios vendor | bios version | board vendor", hypervisor)
-_HYPERVISORS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
-    (re.compile(pattern, re.IGNORECASE), name)
-    for pattern, name in (
+# (patterns over "vendor | product | bios vendor | bios version | board vendor", hypervisor):
+# all of an entry's patterns, each found after the one before. No `a.*b` in one pattern: that
+# is quadratic in the number of a's.
+_HYPERVISORS: tuple[tuple[tuple[re.Pattern[str], ...], str], ...] = tuple(
+    (tuple(re.compile(p, re.IGNORECASE) for p in patterns.split(" THEN ")), name)
+    for patterns, name in (
         (r"\bqemu\b|standard pc \(", "qemu"),
-        (r"\bkvm\b|red hat.*\bkvm\b", "kvm"),
+        (r"\bkvm\b", "kvm"),
         (r"vmware", "vmware"),
         (r"virtualbox|innotek", "virtualbox"),
-        (r"microsoft corporation.*\|\s*virtual machine\b|hyper-v", "hyper-v"),
+        (r"hyper-v", "hyper-v"),
+        (r"microsoft corporation THEN \|\s*virtual machine\b", "hyper-v"),
         (r"\bxen\b|hvm domu", "xen"),
         (r"\bbochs\b", "bochs"),
         (r"parallels", "parallels"),
@@ -319,8 +322,14 @@ VM_CHARACTERISTIC = "System is a virtual machine"
 
 def detect_hypervisor(strings: Iterable[str | None]) -> str | None:
     joined = " | ".join(s for s in strings if s)
-    for pattern, name in _HYPERVISORS:
-        if pattern.search(joined):
+    for patterns, name in _HYPERVISORS:
+        at = 0
+        for pattern in patterns:
+            match = pattern.search(joined, at)
+            if match is None:
+                break
+            at = match.end()
+        else:
             return name
     return None
 

@@ -38,8 +38,7 @@ FRU_TIMEOUT_S = 60.0  # slow KCS interfaces take seconds per FRU device
 SDR_ARGV = ("ipmitool", "sdr", "elist")
 SDR_TIMEOUT_S = 60.0
 
-# "FRU Device Description : PS1 (ID 1)"; "FRU Device Description : iDRAC7   " (no ID)
-_DEVICE = re.compile(r"^FRU Device Description\s*:\s*(?P<name>.*?)\s*(?:\(ID (?P<id>\d+)\))?\s*$")
+_DEVICE_LINE = "FRU Device Description"
 _PSU_NAME = re.compile(
     r"^\s*(?:ps|psu|pws)[\s_-]*\d|\bpsu\b|\b(?:power|pwr)[\s_-]*(?:supply|sply|unit)",
     re.IGNORECASE,
@@ -104,6 +103,24 @@ def _clean(value: str) -> str:
     return _CONTROL.sub("", value).strip()
 
 
+def _device_line(line: str) -> tuple[str, int | None] | None:
+    """The name and ID of "FRU Device Description : PS1 (ID 1)" (ID None: "... : iDRAC7  ").
+
+    String operations: the regex this replaced (`:\\s*(.*?)\\s*(\\(ID \\d+\\))?\\s*$`)
+    backtracked in cubic time, minutes for a line with a few thousand spaces."""
+    if not line.startswith(_DEVICE_LINE):
+        return None
+    gap, sep, value = line[len(_DEVICE_LINE) :].partition(":")
+    if not sep or gap.strip():
+        return None
+    name, fru_id = value.strip(), None
+    opened = name.rfind("(ID ")
+    digits = name[opened + 4 : -1] if opened >= 0 and name.endswith(")") else ""
+    if digits.isascii() and digits.isdigit():
+        name, fru_id = name[:opened].rstrip(), int(digits)
+    return name, fru_id
+
+
 def _blocks(text: str) -> list[_Block]:
     blocks: list[_Block] = []
     block: _Block | None = None
@@ -111,9 +128,8 @@ def _blocks(text: str) -> list[_Block]:
         line = _clean(raw_line)
         if not line:
             continue
-        if match := _DEVICE.match(line):
-            fru_id = int(match.group("id")) if match.group("id") else None
-            block = _Block(name=match.group("name") or "", fru_id=fru_id)
+        if device := _device_line(line):
+            block = _Block(name=device[0], fru_id=device[1])
             blocks.append(block)
             continue
         if block is None:

@@ -26,8 +26,6 @@ _ADDRESS = re.compile(
     r"^(?:(?P<domain>[0-9a-fA-F]{4,5}):)?(?P<bus>[0-9a-fA-F]{2}):"
     r"(?P<device>[0-9a-fA-F]{2})\.(?P<function>[0-7])$"
 )
-# "Ethernet controller [0200]", "Intel Corporation [8086]"
-_NAME_AND_ID = re.compile(r"^(?P<name>.*?)\s*\[(?P<id>[0-9a-fA-F]{4})\]$")
 # What lspci prints when its database has no name: "Device 0d57" (plain), "Device [0d57]" (-nn)
 _UNNAMED = re.compile(r"^(?:Device|Vendor|Class|Unknown device)(?: [0-9a-fA-F]{4})?$")
 _HEX4 = re.compile(r"^[0-9a-fA-F]{4}$")
@@ -65,8 +63,10 @@ def split_name_id(value: str | None) -> tuple[str | None, str | None]:
     text = (value or "").strip()
     if not text:
         return None, None
-    if match := _NAME_AND_ID.match(text):
-        name, ident = match.group("name").strip(), match.group("id").lower()
+    # "Ethernet controller [0200]", "Intel Corporation [8086]": sliced, not matched with
+    # `(.*?)\\s*\\[(....)\\]$`, which took quadratic time on a long name (29 s for 30,000 spaces).
+    if len(text) >= 6 and text[-6] == "[" and text[-1] == "]" and _HEX4.match(text[-5:-1]):
+        name, ident = text[:-6].strip(), text[-5:-1].lower()
     elif _HEX4.match(text):
         return None, text.lower()  # -n
     else:

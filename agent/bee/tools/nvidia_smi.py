@@ -44,7 +44,6 @@ MISSING = frozenset({"n/a", "[n/a]", "not supported", "[not supported]", "none",
 # Values that mean the GPU (not the field) is in trouble.
 TROUBLE = ("requires reset", "unknown error", "gpu is lost", "not found")
 
-_GPU_BLOCK = re.compile(r"<gpu\s[^>]*>.*?</gpu>", re.DOTALL)
 _DTD = re.compile(r"nvsmi_device_v(\d+)\.dtd")
 _DRIVER = re.compile(r"Kernel Module(?: for \S+)?\s+(\d+\.\d+(?:\.\d+)?)")
 
@@ -173,6 +172,24 @@ def _first_float(node: ET.Element | None, *paths: str) -> float | None:
         if value is not None:
             return value
     return None
+
+
+def _gpu_blocks(body: str) -> list[str]:
+    """Every complete `<gpu ...>...</gpu>` in order, scanning forward only: the regex this
+    replaced (`<gpu\\s[^>]*>.*?</gpu>`) was quadratic on many unclosed `<gpu ` tags."""
+    blocks: list[str] = []
+    at = 0
+    while (start := body.find("<gpu", at)) >= 0:
+        at = start + 4
+        if at >= len(body) or not body[at].isspace():
+            continue
+        tag_end = body.find(">", at)
+        end = body.find("</gpu>", tag_end + 1) if tag_end >= 0 else -1
+        if end < 0:
+            break  # no later start can be complete either
+        blocks.append(body[start : end + len("</gpu>")])
+        at = end + len("</gpu>")
+    return blocks
 
 
 def normalise_pci_address(bus_id: str | None) -> str | None:
@@ -343,7 +360,7 @@ def parse(text: str) -> NvidiaSection:
             errors.append("no <nvidia_smi_log> document in the output")
         else:
             errors.append("nvidia-smi XML does not parse; kept the complete <gpu> elements")
-        for block in _GPU_BLOCK.findall(body):
+        for block in _gpu_blocks(body):
             element = _fromstring(block)
             if element is not None:
                 gpus.append(_without_placeholders(parse_gpu(element, len(gpus))))
