@@ -12,14 +12,14 @@ import logging
 import threading
 import time
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from bee import __version__, stops
-from bee.capture import RecordingRunner
+from bee.capture import MANIFEST, RecordingRunner
 from bee.findings import Finding
 from bee.probe import Probe, Shared
 from bee.registry import Collector, load
@@ -30,24 +30,37 @@ log = logging.getLogger("bee")
 
 SCHEMA_VERSION = 1
 DEFAULT_DEADLINE_S = 120.0
-# After the deadline: how long collectors get to return once their commands are killed.
+# After the deadline: how long collectors get to return once their commands are killed, and
+# how long the capture's manifest may take past it. The document is therefore ready at most
+# deadline + ABORT_GRACE_S + the runner's kill waits (4 s) + FINISH_GRACE_S after the start,
+# whatever a tool, a parser, a /proc read or the capture's disk does.
 ABORT_GRACE_S = 3.0
+FINISH_GRACE_S = 3.0
 JOIN_STEP_S = 0.2
 STDERR_EXCERPT_CHARS = 300
 
 
 @dataclass(slots=True)
 class Outcome:
+    """One collector's result. Written once, under `lock`, by whoever closes it first: the
+    collector's thread when it returns, or the main thread when it gives up on it; a thread
+    that returns after that changes nothing the document was built from."""
+
     name: str
     status: str = "running"  # ok | empty | failed | timeout
     duration_s: float = 0.0
     data: Any = None
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    closed: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+HOST_FIELDS = ("hostname", "kernel", "boot_id", "machine_id")
 
 
 def collect_host(runner: Runner) -> dict[str, str | None]:
@@ -56,37 +69,37 @@ def collect_host(runner: Runner) -> dict[str, str | None]:
         return text.strip() or None if text is not None else None
 
     return {
-        "hostname": value("/proc/sys/kernel/hostname"),
+        "hostname": value("/proc/sys/kernel/hostname"),  # the keys are HOST_FIELDS
         "kernel": value("/proc/sys/kernel/osrelease"),
         "boot_id": value("/proc/sys/kernel/random/boot_id"),
         "machine_id": value("/etc/machine-id"),
     }
 
 
-def _run_collector(
-    collector: Collector,
-    runner: Runner,
-    shared: Shared,
-    options: Mapping[str, Any],
-    outcome: Outcome,
-) -> None:
+def _run_collector(collector: Collector, probe: Probe, outcome: Outcome, start: float) -> None:
     stops.release_in_thread()
-    name = collector.name
-    probe = Probe(runner, name, shared, options)
-    start = time.monotonic()
+    data = None
     try:
         data = collector.collect(probe)
-        outcome.data = data
         status = "ok" if data is not None else "empty"
     except Exception as exc:
-        log.debug("%s collector raised:\n%s", name, traceback.format_exc())
+        log.debug("%s collector raised:\n%s", collector.name, traceback.format_exc())
         probe.error(f"collector raised {type(exc).__name__}: {exc}")
         status = "failed"
+    with outcome.lock:
+        if outcome.closed:
+            return  # given up on at the deadline: the document no longer waits for it
+        outcome.data = data
+        outcome.status = status if outcome.status == "running" else outcome.status
+        _close(outcome, probe, start)
+
+
+def _close(outcome: Outcome, probe: Probe, start: float, *extra_errors: str) -> None:
+    """Snapshot what the probe recorded (called with outcome.lock held)."""
     outcome.duration_s = round(time.monotonic() - start, 3)
-    outcome.errors = probe.errors
-    outcome.notes = probe.notes
-    if outcome.status == "running":
-        outcome.status = status
+    outcome.errors = [*probe.errors, *extra_errors]
+    outcome.notes = list(probe.notes)
+    outcome.closed = True
 
 
 def run_collectors(
@@ -95,38 +108,66 @@ def run_collectors(
     deadline_s: float,
     collectors: Sequence[Collector],
     options: Mapping[str, Any] | None = None,
+    end: float | None = None,
 ) -> list[Outcome]:
-    """Run all collectors in daemon threads; past the deadline, kill their tools and move on."""
+    """Run all collectors in daemon threads; past the deadline (`end`, a time.monotonic()
+    value; by default deadline_s from now), kill their tools and move on."""
+    start = time.monotonic()
+    end = start + deadline_s if end is None else end
     outcomes = [Outcome(c.name) for c in collectors]
     shared = Shared()  # a command several collectors ask for runs once per audit
+    probes = [Probe(runner, c.name, shared, options or {}) for c in collectors]
     threads = [
         threading.Thread(
             target=_run_collector,
-            args=(collector, runner, shared, options or {}, outcome),
+            args=(collector, probe, outcome, start),
             name=f"bee-{collector.name}",
             daemon=True,  # a thread stuck past the deadline must not keep bee alive
         )
-        for collector, outcome in zip(collectors, outcomes, strict=True)
+        for collector, probe, outcome in zip(collectors, probes, outcomes, strict=True)
     ]
-    end = time.monotonic() + deadline_s
     with stops.held():  # a stop inside Thread.start() broke its lock (see bee.stops)
         for thread in threads:
             thread.start()
     _join_until(threads, end)
-    late = [o for o, t in zip(outcomes, threads, strict=True) if t.is_alive()]
+    late = []
+    for outcome in outcomes:
+        with outcome.lock:
+            if not outcome.closed:
+                outcome.status = "timeout"
+                late.append(outcome)
     if late:
-        for outcome in late:
-            outcome.status = "timeout"
         log.warning(
             "deadline of %.0f s passed; stopping %s", deadline_s, ", ".join(o.name for o in late)
         )
         with stops.held():  # abort() waits on a Condition too
             _call(runner, "abort")
         _join_until(threads, time.monotonic() + ABORT_GRACE_S)
-        for outcome in late:
-            outcome.errors.append(f"did not finish within the {deadline_s:.0f} s deadline")
+        message = f"did not finish within the {deadline_s:.0f} s deadline"
+        for outcome, probe in zip(outcomes, probes, strict=True):
+            if outcome not in late:
+                continue
+            with outcome.lock:
+                if outcome.closed:  # returned in the grace, its tools killed: data kept
+                    outcome.errors.append(message)
+                else:
+                    _close(outcome, probe, start, message)
     _call(runner, "kill_leftovers")
     return outcomes
+
+
+def _in_thread(name: str, func: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
+    """Start func in a daemon thread; its result lands in the returned list."""
+    box: list[Any] = []
+
+    def run() -> None:
+        stops.release_in_thread()
+        box.append(func())
+
+    thread = threading.Thread(target=run, name=f"bee-{name}", daemon=True)
+    with stops.held():
+        thread.start()
+    return thread, box
 
 
 def _join_until(threads: list[threading.Thread], end: float) -> None:
@@ -180,19 +221,29 @@ def run_audit(
     if callable(set_deadline):
         set_deadline(start + deadline_s)
     recorder = RecordingRunner(runner, capture_dir)
+    end = start + deadline_s
     try:
-        host = collect_host(recorder)
+        # The host's identity is read beside the collectors, under the same deadline: a read
+        # of /proc or /etc that blocks (a FIFO, a hung file system) must not hold the audit.
+        host_thread, host_box = _in_thread("host", lambda: collect_host(recorder))
         outcomes = run_collectors(
-            recorder, deadline_s=deadline_s, collectors=collectors, options=options
+            recorder, deadline_s=deadline_s, collectors=collectors, options=options, end=end
         )
+        _join_until([host_thread], end)
     except BaseException:  # a stop signal: leave no tool running behind us
         with stops.held():  # a second stop waits until the tools are killed
             _call(runner, "abort")
             _call(runner, "kill_leftovers")
         raise
 
+    host = host_box[0] if host_box else dict.fromkeys(HOST_FIELDS)
     sections = {o.name: o.data for o in outcomes}
     errors = [{"collector": "registry", "message": m} for m in registry.errors]
+    if not host_box:
+        message = (
+            f"reading the host's identity did not finish within the {deadline_s:.0f} s deadline"
+        )
+        errors.append({"collector": "host", "message": message})
     errors += [{"collector": o.name, "message": m} for o in outcomes for m in o.errors]
     findings: list[Finding] = []
     for collector in collectors:
@@ -222,8 +273,16 @@ def run_audit(
     for outcome in outcomes:
         document[outcome.name] = to_jsonable(outcome.data)
     document["findings"] = to_jsonable(findings)
-    recorder.finish(bee_version=__version__, captured_at=started_at, host=host)
-    for message in recorder.errors:
+    # The manifest is written last; a capture disk that hangs costs at most FINISH_GRACE_S.
+    finish, finished = _in_thread(
+        "capture",
+        lambda: recorder.finish(bee_version=__version__, captured_at=started_at, host=host),
+    )
+    _join_until([finish], max(end, time.monotonic()) + FINISH_GRACE_S)
+    if finish.is_alive():
+        message = f"capture: {MANIFEST} not written within the deadline; the capture is incomplete"
+        errors.append({"collector": "capture", "message": message})
+    for message in recorder.errors if finished else []:
         log.warning("%s", message)
         errors.append({"collector": "capture", "message": message})
     document["errors"] = errors

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import time
 
 import pytest
@@ -14,6 +15,8 @@ from bee.capture import RecordingRunner, ReplayRunner
 from bee.registry import Collector, section_names
 from bee.runner import SystemRunner
 from conftest import REPO, fake_tool, pid_alive, run_bee
+
+QEMU = REPO / "tests" / "vm" / "qemu-q35" / "bee-capture"
 
 SECTIONS = section_names()
 
@@ -218,3 +221,109 @@ def test_collector_threads_start_with_stops_held_and_run_with_them_released(monk
     assert masks_at_start and all(mask >= stops.STOP_SIGNALS for mask in masks_at_start)
     assert len(masks_in_collector) == 3
     assert all(not (stops.STOP_SIGNALS & mask) for mask in masks_in_collector)
+
+
+# -- the deadline holds, and a late collector keeps what it recorded (issue 20 #9, review B.1.11)
+
+
+def _blocking_collector(name: str, release, *, before: str | None = None) -> Collector:
+    def collect(probe):
+        if before:
+            probe.error(before)
+        release.wait(60)  # stuck in Python, past any abort: only the deadline ends the wait
+        probe.error("recorded after the deadline")
+        return {"late": True}
+
+    return Collector(name=name, order=1, collects="x", collect=collect)
+
+
+def test_a_late_collector_is_timeout_with_its_own_errors_and_a_late_return_changes_nothing():
+    import threading
+
+    from bee.audit import run_collectors
+
+    release = threading.Event()
+    stuck = _blocking_collector("stuck", release, before="lsblk -J: timed out after 20.0 s")
+    try:
+        [outcome] = run_collectors(ReplayRunner(QEMU), deadline_s=1, collectors=[stuck])
+        expected = ["lsblk -J: timed out after 20.0 s", "did not finish within the 1 s deadline"]
+        assert (outcome.status, outcome.errors, outcome.data) == ("timeout", expected, None)
+    finally:
+        release.set()
+    time.sleep(0.5)  # the collector returns now: the closed outcome must not move
+    assert (outcome.status, outcome.errors, outcome.data) == ("timeout", expected, None)
+
+
+class _HungHostRead:
+    """A replay whose read of the hostname never returns (a FIFO, a hung file system)."""
+
+    def __init__(self, inner, release):
+        self.inner, self.release = inner, release
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def read_text(self, path):
+        if path == "/proc/sys/kernel/hostname":
+            self.release.wait(60)
+        return self.inner.read_text(path)
+
+
+def _audit_in_thread(**kwargs) -> dict:
+    import threading
+
+    box = []
+    worker = threading.Thread(target=lambda: box.append(run_audit(**kwargs)), daemon=True)
+    worker.start()
+    worker.join(30)  # a hang guard, not a timing: the deadline is 1 s
+    assert box, "run_audit did not return: something ran outside the deadline"
+    return box[0]
+
+
+def test_the_host_read_is_under_the_deadline():
+    import threading
+
+    release = threading.Event()
+    try:
+        runner = _HungHostRead(ReplayRunner(QEMU), release)
+        document = _audit_in_thread(runner=runner, deadline_s=1, collectors=[])
+    finally:
+        release.set()
+    assert document["host"] == dict.fromkeys(("hostname", "kernel", "boot_id", "machine_id"))
+    assert [e["collector"] for e in document["errors"]] == ["host"]
+
+
+def test_the_capture_manifest_is_under_the_deadline(tmp_path, monkeypatch):
+    import threading
+
+    from bee import capture
+
+    release = threading.Event()
+    write = capture._Tree.write
+
+    def hung_manifest_write(self, name, data):
+        if name.startswith("manifest.json"):
+            release.wait(60)  # a capture disk that stopped answering
+        write(self, name, data)
+
+    monkeypatch.setattr(capture._Tree, "write", hung_manifest_write)
+    try:
+        document = _audit_in_thread(
+            runner=ReplayRunner(QEMU), deadline_s=1, collectors=[], capture_dir=tmp_path / "c"
+        )
+    finally:
+        release.set()
+    [error] = document["errors"]
+    assert error["collector"] == "capture" and "not written within the deadline" in error["message"]
+
+
+def test_a_hostile_fru_line_does_not_stall_the_replay(tmp_path):
+    # Issue 20 #9: this line kept the GIL for minutes in a backtracking regex, so no thread,
+    # not the one enforcing --deadline 2, could run (a replay took 17.8 s, or far longer).
+    capture = tmp_path / "c"
+    shutil.copytree(QEMU, capture)
+    fru = capture / "commands" / "010.stdout"
+    fru.write_text(fru.read_text() + "FRU Device Description : a" + " " * 3000 + "b\n")
+    document = _audit_in_thread(runner=ReplayRunner(capture), deadline_s=2)
+    assert document["collectors"]["psu"]["status"] == "ok"
+    assert "a" + " " * 3000 + "b" in [d["name"] for d in document["psu"]["fru_devices"]]
