@@ -579,3 +579,16 @@ def test_removable_and_virtual_media_are_listed_not_counted(tmp_path):
         "Disks: 3, 3.3 TiB (2 ok, 1 unknown); not counted: 2 removable"
     )
     assert_section_valid("storage", section)
+
+
+def test_a_smartctl_killed_after_its_report_keeps_the_report(tmp_path):
+    # Issue 20 #10 / review B.1.13: exit -11 was read as a bit mask (command-line error,
+    # disk failing, ...) and overrode the JSON's own exit_status.
+    commands = _qemu_commands(lsblk_out=QEMU["lsblk"].read_text())
+    argv, _, stdout = commands[3]  # /dev/sdb
+    commands[3] = (argv, -11, stdout)
+    probe = Probe(ReplayRunner(write_capture(tmp_path, commands)), "storage")
+    disks = {d.name: d for d in storage.collect(probe).disks}
+    assert disks["sdb"].health.verdict == "ok" and disks["sdb"].smart.exit_flags == []
+    assert disks["sdb"].serial == "PHYF0413016T480BGN"
+    assert "smartctl -j -a -d sat /dev/sdb: killed by SIGSEGV" in probe.errors

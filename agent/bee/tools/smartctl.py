@@ -13,6 +13,7 @@ bits 3-7 are health and log flags, and the JSON is complete. The JSON repeats it
 from __future__ import annotations
 
 import json
+import signal
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -424,7 +425,12 @@ def collect_device(
         return None
     report = parse(result.stdout)
     status = result.returncode
-    if report.exit_status is None or report.exit_status != status:
+    if status < 0:
+        # Killed by a signal (a crash after the report, an OOM kill): not a bit mask. Keep
+        # the report and the status it states; the kill itself is an error.
+        probe.error(f"{' '.join(argv)}: killed by {_signal_name(-status)}")
+        status = report.exit_status if report.exit_status is not None else 0
+    elif report.exit_status is None or report.exit_status != status:
         # The process's own status is the authority (the JSON can be cut short).
         report = _replace_status(report, status)
     detail = f": {report.messages[0]}" if report.messages else ""
@@ -438,6 +444,13 @@ def collect_device(
     for message in report.errors:
         probe.error(f"{' '.join(argv)}: {message}")
     return report
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def _replace_status(report: SmartReport, status: int) -> SmartReport:
