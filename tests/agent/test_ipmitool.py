@@ -7,6 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_dmidecode import SERVER
 
+from bee.serialize import to_jsonable
 from bee.tools import ipmitool
 from bee.tools.ipmitool import Psu, parse
 from conftest import (
@@ -172,7 +173,10 @@ def test_ipmi_fru_and_smbios_entries_of_one_supply_merge_by_serial(tmp_path):
     assert merged.status == "Present, OK" and merged.location == "PSU1"
     # ipmitool's exit 1 (one FRU device failed) is not an error when it printed the others.
     assert probe.errors == []
-    assert len(psu.power_supplies) == 1 + 4 + 1  # FRU PS1, four from NAMES, SMBIOS PSU2
+    # FRU PS1 and four from NAMES; SMBIOS PSU2 ("Not Present") is the bay of NAMES' PS2.
+    assert len(psu.power_supplies) == 1 + 4
+    [bay2] = [p for p in psu.power_supplies if p.name == "PS2"]
+    assert bay2.sources == ["ipmi-fru", "smbios"] and bay2.present is False
     assert_section_valid("psu", psu)
 
 
@@ -239,3 +243,72 @@ def test_qemu_bmc_sim_fru_devices():
     # return" in lib/ipmi_fru.c), so the Power Supply record QEMU holds is not in this output;
     # that is why the collector runs `ipmitool -v fru print`.
     assert {p.capacity_w for p in fru.power_supplies} == {None}
+
+
+# -- issue 20 #4: one entry per supply, empty bays not counted, failures are findings ---------
+
+TWO_SUPPLIES_AND_AN_EMPTY_BAY = """FRU Device Description : PS1 (ID 1)
+ Board Mfg             : DELTA
+ Board Product         : PWR SPLY,1100W,RDNT,DELTA
+ Board Serial          : cnded0000000a1
+
+FRU Device Description : PS2 (ID 2)
+ Board Mfg             : DELTA
+ Board Product         : PWR SPLY,1100W,RDNT,DELTA
+ Board Serial          : CNDED0000000A2
+
+FRU Device Description : PS3 (ID 3)
+ Device not present (Timeout)
+"""
+
+
+def _type39(location: str, serial: str, status: str) -> str:
+    return (
+        "Handle 0x0060, DMI type 39, 22 bytes\nSystem Power Supply\n"
+        f"\tLocation: {location}\n\tName: PWR SPLY,1100W\n\tManufacturer: DELL\n"
+        f"\tSerial Number: {serial}\n\tMax Power Capacity: 1100 W\n\tStatus: {status}\n\n"
+    )
+
+
+def _psu_section(tmp_path, smbios_text: str):
+    capture = write_capture(
+        tmp_path,
+        [(FRU_ARGV, 0, TWO_SUPPLIES_AND_AN_EMPTY_BAY, ""), (T39_ARGV, 0, smbios_text, "")],
+        dirs={"/dev": ["ipmi0", "null"]},
+    )
+    probe, _ = probe_over(capture, "psu")
+    return ipmitool.collect(probe)
+
+
+def test_two_supplies_and_an_empty_bay_are_two_supplies(tmp_path):
+    # SMBIOS spells the serials its own way (case, a dash): the same two supplies.
+    smbios_text = _type39("PSU1", "CNDED0000000A1", "Present, OK") + _type39(
+        "PSU2", "cnded-0000000a2", "Present, OK"
+    )
+    section = _psu_section(tmp_path, "# dmidecode 3.4\n" + smbios_text)
+    assert [(p.name, p.sources, p.present) for p in section.power_supplies] == [
+        ("PS1", ["ipmi-fru", "smbios"], True),
+        ("PS2", ["ipmi-fru", "smbios"], True),
+        ("PS3", ["ipmi-fru"], False),
+    ]
+    assert ipmitool.summary(to_jsonable(section)) == "PSUs: 2 (1 empty bay)"
+    [finding] = ipmitool.findings({"psu": section})
+    assert (finding.severity, finding.subject) == ("warning", "PS3")
+    assert_section_valid("psu", section)
+
+
+def test_a_supply_without_a_serial_on_one_side_joins_by_its_bay(tmp_path):
+    smbios_text = _type39("PSU 2", "Not Specified", "Present, Critical")
+    section = _psu_section(tmp_path, "# dmidecode 3.4\n" + smbios_text)
+    assert [p.name for p in section.power_supplies] == ["PS1", "PS2", "PS3"]
+    found = [(f.severity, f.subject) for f in ipmitool.findings({"psu": section})]
+    assert found == [("critical", "PS2"), ("warning", "PS3")]
+
+
+def test_different_serials_in_one_bay_are_two_supplies(tmp_path):
+    smbios_text = _type39("PSU1", "OTHER000000001", "Present, Non-critical")
+    section = _psu_section(tmp_path, "# dmidecode 3.4\n" + smbios_text)
+    assert len(section.power_supplies) == 4
+    assert ("warning", "PWR SPLY,1100W") in [
+        (f.severity, f.subject) for f in ipmitool.findings({"psu": section})
+    ]

@@ -20,10 +20,11 @@ are kept: on many servers they carry the real system serials.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 from bee import document
+from bee.findings import Finding
 from bee.probe import Probe
 from bee.registry import Collector
 from bee.runner import CommandResult
@@ -43,6 +44,7 @@ _PSU_NAME = re.compile(
     r"^\s*(?:ps|psu|pws)[\s_-]*\d|\bpsu\b|\b(?:power|pwr)[\s_-]*(?:supply|sply|unit)",
     re.IGNORECASE,
 )
+_FIRST_NUMBER = re.compile(r"\d+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # "PWR SPLY,750W,RDNT,DELTA", "PWR SPLY,750WP,RDNT": the rating Dell writes into the name.
 _WATTS_IN_NAME = re.compile(r"(?<![\d.])(\d{3,5})\s?W(?:P|ATT)?\b", re.IGNORECASE)
@@ -234,13 +236,46 @@ def parse(text: str) -> Fru:
 PARSERS: dict[str, Callable[[str], object]] = {"ipmitool-fru": parse}
 
 
+def _serial_key(serial: str | None) -> str | None:
+    """ "p1k62ch00a00001 " and "P1K62-CH00A00001" are one serial: letters and digits, upper."""
+    key = "".join(c for c in serial or "" if c.isalnum()).upper()
+    return key or None
+
+
+def bay_number(supply: PowerSupply) -> int | None:
+    """The bay a supply sits in, from a PSU-like location or name: "PSU1", "PS 2",
+    "Pwr Supply 1 FRU", "Power Supply 2" (not a model name such as "PWS-1K62A-1R")."""
+    for text in (supply.location, supply.name):
+        match = _PSU_NAME.search(text or "")
+        if match and (digits := _FIRST_NUMBER.search(text or "", match.start())):
+            return int(digits.group())
+    return None
+
+
+def _same_supply(fru: PowerSupply, entry: PowerSupply) -> bool | None:
+    """True/False when serials decide; None when one is missing (the bay decides)."""
+    a, b = _serial_key(fru.serial), _serial_key(entry.serial)
+    return a == b if a and b else None
+
+
 def merge_power_supplies(fru: list[PowerSupply], smbios: list[PowerSupply]) -> list[PowerSupply]:
-    """One entry per supply: an SMBIOS type 39 entry with a FRU entry's serial joins it."""
+    """One entry per supply: an SMBIOS type 39 entry joins the FRU entry with its serial
+    (compared as letters and digits), or else the one in its bay when no serial says no."""
     merged = list(fru)
     for entry in smbios:
-        index = next(
-            (i for i, p in enumerate(merged) if entry.serial and p.serial == entry.serial), None
-        )
+        index = next((i for i, p in enumerate(merged) if _same_supply(p, entry)), None)
+        bay = bay_number(entry)
+        if index is None and bay is not None:
+            index = next(
+                (
+                    i
+                    for i, p in enumerate(merged)
+                    if "smbios" not in p.sources
+                    and _same_supply(p, entry) is None
+                    and bay_number(p) == bay
+                ),
+                None,
+            )
         if index is None:
             merged.append(entry)
             continue
@@ -254,6 +289,7 @@ def merge_power_supplies(fru: list[PowerSupply], smbios: list[PowerSupply]) -> l
             manufacturer=known.manufacturer or entry.manufacturer,
             model=known.model or entry.model,
             part_number=known.part_number or entry.part_number,
+            serial=known.serial or entry.serial,
             revision=known.revision or entry.revision,
             capacity_w=capacity,
             capacity_source=source,
@@ -262,6 +298,38 @@ def merge_power_supplies(fru: list[PowerSupply], smbios: list[PowerSupply]) -> l
             location=entry.location,
         )
     return merged
+
+
+# SMBIOS type 39 "Status: Present, Critical" (also OK, Non-critical, Unknown, Other).
+_CRITICAL_STATES = ("critical",)
+_WARNING_STATES = ("non-critical",)
+
+
+def findings(sections: Mapping[str, object]) -> list[Finding]:
+    """A supply that is absent from its bay, or says it is failing, is an operator's business:
+    a server on one of its two supplies still runs, without redundancy."""
+    section = sections.get("psu")
+    if not isinstance(section, Psu):
+        return []
+    found = []
+    for number, supply in enumerate(section.power_supplies, 1):
+        label = supply.name or supply.location or f"power supply {number}"
+        state = (supply.status or "").rpartition(",")[2].strip().lower()
+        if supply.present is False:
+            severity, what = "warning", "no power supply is present in this bay"
+        elif state in _CRITICAL_STATES:
+            severity, what = "critical", "the power supply reports a critical state: replace it"
+        elif state in _WARNING_STATES:
+            severity, what = "warning", "the power supply reports a non-critical fault"
+        else:
+            continue
+        detail = f" ({supply.status})" if supply.status else ""
+        found.append(
+            Finding(
+                source="psu", severity=severity, subject=label, message=f"{label}: {what}{detail}"
+            )
+        )
+    return found
 
 
 def find_ipmi_device(probe: Probe) -> str | None:
@@ -302,7 +370,12 @@ def collect(probe: Probe) -> Psu | None:
 
 def summary(section: object) -> str | None:
     psus = document.items(section, "power_supplies")
-    return f"PSUs: {len(psus)}" if psus else None
+    if not psus:
+        return None
+    # An empty bay is listed (and a finding), not counted as a supply.
+    empty = sum(1 for p in psus if p.get("present") is False)
+    tail = f" ({empty} empty bay{'s' if empty > 1 else ''})" if empty else ""
+    return f"PSUs: {len(psus) - empty}{tail}"
 
 
 COLLECTORS = (
@@ -311,6 +384,7 @@ COLLECTORS = (
         order=70,
         collects="power supplies: IPMI FRU (ipmitool -v fru print) and SMBIOS type 39",
         collect=collect,
+        findings=findings,
         summary=summary,
         parsers=PARSERS,
     ),
