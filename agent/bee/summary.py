@@ -60,8 +60,23 @@ def summary_lines(document: dict[str, Any]) -> list[str]:
     serious = [f for f in findings if f.get("severity") in ("warning", "critical")]
     errors = document.get("errors")
     errors = errors if isinstance(errors, list) else []
-    lines.append(f"Findings: {len(serious)}, errors: {len(errors)}")
+    missing = not_read(document, errors)
+    tail = f"; not read: {', '.join(missing)}" if missing else ""
+    lines.append(f"Findings: {len(serious)}, errors: {len(errors)}{tail}")
     return lines
+
+
+def not_read(document: dict[str, Any], errors: list[Any]) -> list[str]:
+    """Sections bee could not read: the collector failed or timed out, or its section is empty
+    with errors recorded (a tool that failed). "errors: 0" alone would pass them as fine."""
+    failing = {e.get("collector") for e in errors if isinstance(e, dict)}
+    statuses = document.get("collectors")
+    missing = []
+    for name, entry in (statuses if isinstance(statuses, dict) else {}).items():
+        status = entry.get("status") if isinstance(entry, dict) else None
+        if status in ("failed", "timeout") or (document.get(name) is None and name in failing):
+            missing.append(str(name))
+    return missing
 
 
 def qr_payload(document: dict[str, Any], document_sha256: str) -> str:

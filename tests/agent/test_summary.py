@@ -66,3 +66,13 @@ sections = ("board", "cpu", "memory", "storage", "nvidia", "psu", "findings", "e
 def test_summary_never_raises_on_a_document_of_any_shape(document):
     lines = summary_lines(document)
     assert lines and all(isinstance(line, str) for line in lines)
+
+
+def test_the_last_line_names_the_sections_bee_could_not_read():
+    # Issue 20: "errors: 0" must not stand next to a section that is missing.
+    document = replayed(REPO / "tests" / "vm" / "qemu-q35" / "bee-capture")
+    document["collectors"]["memory"]["status"] = "timeout"
+    document["collectors"]["cpu"]["status"] = "failed"
+    document["storage"] = None
+    document["errors"] = [{"collector": "storage", "message": "lsblk -J: timed out after 20.0 s"}]
+    assert summary_lines(document)[-1] == "Findings: 0, errors: 1; not read: cpu, memory, storage"
