@@ -42,7 +42,9 @@ NVIDIA_FIRMWARE_DIR = NVIDIA_MODULE_DIR / "firmware"
 NVIDIA_BINARIES = ("nvidia-smi", "nvidia-modprobe", "nvidia-persistenced")
 SUPPORTED_GPUS = "supported-gpus.json"
 AGENT_ZIPAPP = "bee.pyz"
-AGENT_ENTRY = "bee.cli:main"
+# The zipapp runs agent/bee/__main__.py itself, so /usr/local/bin/bee ends through the same
+# exit path as `python3 -m bee` (exit_process, a quiet Ctrl-C during start-up).
+AGENT_MAIN = 'import runpy\n\nrunpy.run_module("bee", run_name="__main__", alter_sys=True)\n'
 
 # OpenSSH public key types (sshd(8) AUTHORIZED_KEYS FILE FORMAT).
 SSH_KEY_TYPES = frozenset(
@@ -294,18 +296,13 @@ def package_agent(agent_dir: Path, out_dir: Path) -> AgentBuild:
         if all(path.stat().st_mtime <= built for path in sources):
             return AgentBuild(zipapp=target, rebuilt=False)
     out_dir.mkdir(parents=True, exist_ok=True)
-    module, _sep, function = AGENT_ENTRY.partition(":")
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
         tree = Path(tmp) / "tree"
         for path in sources:
             dest = tree / path.relative_to(agent_dir)
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, dest)
-        # zipapp's own generated __main__ drops main()'s return value; keep the exit status.
-        (tree / "__main__.py").write_text(
-            f"import sys\n\nfrom {module} import {function}\n\nsys.exit({function}())\n",
-            encoding="utf-8",
-        )
+        (tree / "__main__.py").write_text(AGENT_MAIN, encoding="utf-8")
         partial = Path(tmp) / AGENT_ZIPAPP
         zipapp.create_archive(tree, partial, interpreter="/usr/bin/python3")
         partial.chmod(0o755)

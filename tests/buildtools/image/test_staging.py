@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -211,6 +212,33 @@ def test_agent_zipapp_runs_and_keeps_the_exit_status(tmp_path: Path) -> None:
         check=False,
     )
     assert usage.returncode == 2
+
+
+def test_agent_zipapp_ends_through_bees_own_exit_path(tmp_path: Path) -> None:
+    # Review B.1.7: the zipapp's __main__ was sys.exit(main()), not agent/bee/__main__.py.
+    build = staging.package_agent(staging.AGENT_DIR, tmp_path / "out")
+    with zipfile.ZipFile(build.zipapp) as archive:
+        entry = archive.read("__main__.py").decode()
+    assert 'run_module("bee", run_name="__main__"' in entry
+    bindir, pids = tmp_path / "bin", tmp_path / "pids"
+    bindir.mkdir()
+    (bindir / "dmidecode").write_text(f"#!/bin/sh\necho $$ >> {pids}\nexec sleep 1000\n")
+    (bindir / "dmidecode").chmod(0o755)
+    env = dict(os.environ, PATH=f"{bindir}:{os.environ['PATH']}")
+    bee = subprocess.Popen(
+        [sys.executable, str(build.zipapp), "audit", "-o", str(tmp_path / "a.json")],
+        env=env,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    give_up = time.monotonic() + 60
+    while not (pids.exists() and pids.read_text().split()) and time.monotonic() < give_up:
+        time.sleep(0.02)
+    bee.send_signal(signal.SIGTERM)
+    _, stderr = bee.communicate(timeout=60)
+    assert bee.returncode == 128 + signal.SIGTERM, stderr
+    assert "bee: stopped by SIGTERM" in stderr.splitlines()
 
 
 def test_agent_is_rebuilt_only_when_a_source_is_newer(tmp_path: Path) -> None:
