@@ -74,7 +74,13 @@ def test_flooding_tool_and_invalid_utf8_still_give_valid_json(tmp_path, validate
     bindir.mkdir()
     # lspci prints 20 MB (over the 8 MiB cap); dmidecode prints bytes that are not UTF-8.
     fake_tool(bindir, "lspci", "head -c 20000000 /dev/zero | tr '\\0' 'x'\n")
-    fake_tool(bindir, "dmidecode", "printf 'Serial Number: \\377\\376\\000\\n'\n")
+    # A record, so the bytes reach the document (review B.4.1: without one they never did).
+    fake_tool(
+        bindir,
+        "dmidecode",
+        "printf 'Handle 0x0001, DMI type 1, 27 bytes\\nSystem Information\\n"
+        "\\tSerial Number: S\\377N\\376\\n'\n",
+    )
     out = tmp_path / "audit.json"
     proc = run_bee("audit", "--output", str(out), "--no-qr", env=env_with(bindir))
     assert proc.returncode == 0, proc.stderr
@@ -83,6 +89,7 @@ def test_flooding_tool_and_invalid_utf8_still_give_valid_json(tmp_path, validate
     flood = [c for c in document["commands"] if c["argv"][0] == "lspci"]
     assert flood and flood[0]["stdout_truncated"] is True
     assert flood[0]["stdout_bytes"] == 8 * 1024 * 1024
+    assert document["board"]["system"]["serial"] == "S\ufffdN\ufffd"  # decoded with replacement
 
 
 def _limit_file_size():
