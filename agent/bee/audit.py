@@ -185,6 +185,25 @@ def _call(runner: Runner, method: str) -> None:
         func()
 
 
+def _replayed_from(runner: Runner) -> dict[str, Any]:
+    """A replay's document says when its data was captured, not only when it was replayed."""
+    meta = getattr(runner, "meta", None)
+    if not isinstance(meta, dict):
+        return {}
+    host = meta.get("host")
+    return {
+        "replayed_from": {
+            "captured_at": meta.get("captured_at")
+            if isinstance(meta.get("captured_at"), str)
+            else None,
+            "bee_version": meta.get("bee_version")
+            if isinstance(meta.get("bee_version"), str)
+            else None,
+            "host": host if isinstance(host, dict) else None,
+        }
+    }
+
+
 def command_entry(result: CommandResult) -> dict[str, Any]:
     stderr = result.stderr.strip()
     return {
@@ -265,6 +284,7 @@ def run_audit(
         "finished_at": utc_now(),
         "duration_s": round(time.monotonic() - start, 3),
         "deadline_s": deadline_s,
+        **_replayed_from(runner),
         "collectors": {
             o.name: {"status": o.status, "duration_s": o.duration_s, "notes": o.notes}
             for o in outcomes

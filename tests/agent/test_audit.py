@@ -334,3 +334,12 @@ def test_a_hostile_fru_line_does_not_stall_the_replay(tmp_path):
     document = _audit_in_thread(runner=ReplayRunner(capture), deadline_s=2)
     assert document["collectors"]["psu"]["status"] == "ok"
     assert "a" + " " * 3000 + "b" in [d["name"] for d in document["psu"]["fru_devices"]]
+
+
+def test_a_replay_says_when_its_data_was_captured(validate_document):
+    # Review B.1.6: a replayed document's times are the replay's; the capture's were lost.
+    document = run_audit(ReplayRunner(QEMU), mode="replay")
+    assert document["replayed_from"]["captured_at"] == "2026-11-26T01:29:39.716Z"
+    assert document["replayed_from"]["host"]["hostname"] == "bee"
+    validate_document(json.loads(json.dumps(document)))
+    assert "replayed_from" not in run_audit(SystemRunner(), deadline_s=30, collectors=[])
