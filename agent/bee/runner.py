@@ -27,6 +27,8 @@ STDERR_CAP_BYTES = 256 * 1024
 FILE_CAP_BYTES = 1024 * 1024
 TERM_GRACE_S = 2.0
 KILL_WAIT_S = 2.0
+# How long output is still read after the tool itself exited (a child may keep the pipe open).
+PIPE_DRAIN_S = 0.5
 LISTEN_DEADLINE_MARGIN_S = 1.0
 
 # Return codes for commands that did not run to completion, as sos and coreutils use them.
@@ -236,12 +238,20 @@ class SystemRunner:
             for stream in (proc.stdout, proc.stderr):
                 os.set_blocking(stream.fileno(), False)
                 sel.register(stream, selectors.EVENT_READ)
+            exited_at: float | None = None
             while sel.get_map():
-                remaining = until - time.monotonic()
+                now = time.monotonic()
+                remaining = until - now
                 if remaining <= 0 or self._aborted:
                     timed_out = True
                     break
-                for key, _ in sel.select(timeout=min(remaining, 0.5)):
+                # The tool has exited but a child it left holds the pipe open: what the tool
+                # printed is in by now; the child is swept with the tool's group later.
+                if exited_at is None and proc.poll() is not None:
+                    exited_at = now
+                if exited_at is not None and now - exited_at > PIPE_DRAIN_S:
+                    break
+                for key, _ in sel.select(timeout=min(remaining, 0.1 if exited_at else 0.5)):
                     stream = key.fileobj
                     try:
                         data = os.read(key.fd, 65536)

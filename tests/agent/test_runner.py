@@ -110,3 +110,14 @@ def test_kill_leftovers_removes_daemonised_grandchildren(tmp_path):
     while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not pid_alive(pid)
+
+
+def test_a_tool_whose_child_keeps_the_pipe_open_is_not_a_timeout(tmp_path):
+    # Review B.1.10: the tool's own exit was not watched while its pipe stayed open.
+    tool = fake_tool(tmp_path, "forks", "sleep 1000 &\necho printed\nexit 0\n")
+    runner = SystemRunner()
+    try:
+        result = runner.run([str(tool)], timeout_s=10)
+    finally:
+        runner.kill_leftovers()
+    assert (result.timed_out, result.returncode, result.stdout) == (False, 0, "printed\n")
