@@ -426,7 +426,9 @@ def test_audit_replay_with_board_cpu_memory_pcie_psu_validates(tmp_path, validat
         assert document["collectors"][section]["status"] == "ok", document["collectors"]
         assert not [e for e in document["errors"] if e["collector"] == section]
     assert document["board"]["system"]["serial"] == "S123456X8B00001"
-    assert len(document["psu"]["power_supplies"]) == 4 + 2
+    # Four from the FRU, and SMBIOS PSU1 (its serial is no FRU entry's); SMBIOS PSU2 ("Not
+    # Present") is the FRU's empty bay PS2.
+    assert len(document["psu"]["power_supplies"]) == 4 + 1
     lines = summary_lines(document)
     assert lines[0].endswith("audit of Supermicro SYS-2029U-TR4, S/N S123456X8B00001")
     assert "CPU: 1 x Intel(R) Xeon(R) Gold 6130 CPU @ 2.10GHz (16 cores, 32 threads)" in lines
