@@ -70,6 +70,7 @@ def test_schema_lists_exactly_the_registered_sections():
     envelope = {"schema_version", "bee_version", "mode", "host", "started_at", "finished_at"}
     envelope |= {"duration_s", "deadline_s", "collectors", "findings", "errors", "commands"}
     envelope |= {"verdict"}  # bee audit --spec: the machine against a spec, not a collector's
+    envelope |= {"replayed_from"}  # a replay's capture time and host, from the manifest
     described = set(root["properties"]) - envelope
     assert described == set(section_names()), "audit.schema.json sections != the registry"
     for name in section_names():
