@@ -129,7 +129,10 @@ def parse_meminfo(text: str) -> MemInfo:
     for line in text.splitlines():
         key, sep, rest = line.partition(":")
         words = rest.split()
-        if not sep or not words or not words[0].isdigit():
+        # ASCII digits, and few of them: "²" is a digit int() refuses, 4,301 digits too.
+        if not sep or not words or not (words[0].isascii() and words[0].isdigit()):
+            continue
+        if len(words[0]) > 30:
             continue
         scale = 1024 if len(words) > 1 and words[1].lower() == "kb" else 1
         values.setdefault(key.strip(), int(words[0]) * scale)
