@@ -20,7 +20,7 @@ from conftest import REALWORLD
 
 GPUD_TREE = REALWORLD / "infiniband" / "leptonai_gpud__sys-class-infiniband-h100.0"
 TTAR = REALWORLD / "infiniband" / "prometheus_node_exporter__sys.ttar-class-infiniband.ttar"
-BOUNDED = timedelta(seconds=5)
+BOUNDED = timedelta(seconds=20)
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ FIXTURE_FILES = sorted(
 )
 GUEST = REPO / "tests" / "vm" / "qemu-q35" / "ip-j-addr-second-nic-no-dhcp.json"
 REALWORLD_FILES = sorted((REALWORLD / "ip-json").glob("*"))
-BOUNDED = timedelta(seconds=5)
+BOUNDED = timedelta(seconds=20)
 
 
 def by_name(text: str):

@@ -29,7 +29,7 @@ from conftest import AGENT_DIR, FIXTURES, REALWORLD, assert_section_valid, mangl
 IFNAME = FIXTURES / "lldp" / "netns-veth-lldpd-1.0.16-ifname.txt"
 PORT_MAC = FIXTURES / "lldp" / "netns-veth-lldpd-1.0.16-port-mac.txt"
 REALWORLD_FILES = sorted((REALWORLD / "lldp").glob("*"))
-BOUNDED = timedelta(seconds=5)
+BOUNDED = timedelta(seconds=20)
 
 
 def test_lldpd_frames_decode_to_the_switch_and_port():

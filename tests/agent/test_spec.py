@@ -179,7 +179,7 @@ def test_not_utf8_and_empty_specs_are_errors():
         load_spec(b'[[check]]\nid = "A"\nselect = "cpu"\ncount = 1\n', "x.toml")
 
 
-@settings(max_examples=300, deadline=2000)
+@settings(max_examples=300, deadline=20_000)
 @given(st.text(max_size=400))
 def test_arbitrary_text_is_a_spec_or_one_spec_error(text):
     try:
@@ -247,7 +247,7 @@ def _toml_value(value):
     )
 
 
-@settings(max_examples=100, deadline=2000)
+@settings(max_examples=100, deadline=20_000)
 @given(st.dictionaries(_keys, _values, max_size=6), st.booleans())
 def test_structured_near_misses_load_or_fail_in_one_line(check, in_profile):
     body = "\n".join(f'"{k}" = {_toml_value(v)}' for k, v in check.items())
@@ -282,7 +282,7 @@ def test_the_example_spec_loads_and_matches_its_schema():
     assert not errors, [e.message for e in errors[:5]]
 
 
-@settings(max_examples=100, deadline=2000)
+@settings(max_examples=100, deadline=20_000)
 @given(st.dictionaries(_keys, _values, max_size=6))
 def test_the_loader_and_the_json_schema_agree(check):
     """What the agent's hand-written validator accepts, the published schema accepts, and the
