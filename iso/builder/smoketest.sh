@@ -236,10 +236,14 @@ check_nvidia_files() {
 	else
 		fail nvidia-supported-gpus "$NVIDIA_DIR/supported-gpus.json: $(echo "$out" | tail -n 1)"
 	fi
-	choice=$(bee nvidia-flavour 2>&1)
-	case "$(echo "$choice" | head -n 1)" in
-	open|proprietary|none) pass nvidia-flavour "$(echo "$choice" | tr '\n' ' ')" ;;
-	*) fail nvidia-flavour "bee nvidia-flavour: $(echo "$choice" | tail -n 1)" ;;
+	# The word on stdout, the reason on stderr (their order is not fixed when both are pipes).
+	why=$(mktemp)
+	choice=$(bee nvidia-flavour 2>"$why")
+	reason=$(tr '\n' ' ' < "$why")
+	rm -f "$why"
+	case "$choice" in
+	open|proprietary|none) pass nvidia-flavour "$choice: $reason" ;;
+	*) fail nvidia-flavour "bee nvidia-flavour: ${choice:-no answer} $reason" ;;
 	esac
 	for lib in libnvidia-ml.so.1 libcuda.so.1; do
 		if [ -L "$LIB_DIR/$lib" ] && [ -e "$LIB_DIR/$lib" ]; then
