@@ -349,3 +349,26 @@ def test_any_file_is_a_node_or_skipped_never_a_crash(tmp_path, data):
     result = read_node(Candidate(path=path))
     page = html.render(analyse(load([str(path)])))
     assert result is not None and page.endswith("</html>\n")
+
+
+def test_spec_and_report_write_into_a_fifo_and_keep_it(tmp_path, qemu_document):
+    """`bee spec -o` and `bee report -o` take the audit's writer: a FIFO stays a FIFO."""
+    import os
+    import stat
+    import threading
+
+    (tmp_path / "audits").mkdir()
+    audit = write(tmp_path / "audits" / "node1.json", qemu_document)
+    for command in (("spec", str(audit)), ("report", str(audit.parent))):
+        fifo = tmp_path / f"{command[0]}.fifo"
+        os.mkfifo(fifo)
+        received: list[bytes] = []
+        reader = threading.Thread(target=lambda f=fifo, r=received: r.append(f.read_bytes()))
+        reader.daemon = True
+        reader.start()
+        proc = run_bee(command[0], "-o", str(fifo), *command[1:])
+        reader.join(timeout=60)
+        assert proc.returncode in (0, 1), proc.stderr  # report exits 1 when nodes differ
+        assert "Traceback" not in proc.stderr
+        assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+        assert received and received[0].strip()

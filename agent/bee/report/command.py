@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from bee.output import OutputError, write_atomic
+from bee.output import OutputError, write_document
 from bee.report import html, text
 from bee.report.compare import analyse
 from bee.report.load import load
@@ -26,10 +26,10 @@ def run(paths: list[str], *, output: str, csv_path: str | None, spec: str | None
         if to_stdout:
             sys.stdout.write(page)
         else:
-            write_atomic(Path(output), page.encode("utf-8"))
+            write_document(Path(output), page.encode("utf-8"))
             written.append(f"Report: {output}")
         if csv_path:
-            write_atomic(Path(csv_path), text.csv_text(fleet).encode("utf-8"))
+            write_document(Path(csv_path), text.csv_text(fleet).encode("utf-8"))
             written.append(f"CSV: {csv_path}")
     except OutputError as exc:
         print(f"bee: {exc}", file=sys.stderr)

@@ -100,10 +100,10 @@ def spec(audit_paths: list[str], output: str) -> int:
     if output == "-":
         sys.stdout.write(text)
         return 0
-    from bee.output import OutputError, write_atomic
+    from bee.output import OutputError, write_document
 
     try:
-        write_atomic(Path(output), text.encode("utf-8"))
+        write_document(Path(output), text.encode("utf-8"))
     except OutputError as exc:
         raise InputError(str(exc)) from None
     active = sum(1 for line in text.splitlines() if line in ("[[check]]", "[[profile.check]]"))
