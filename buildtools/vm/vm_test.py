@@ -556,6 +556,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--iso", type=Path, help="an image built elsewhere (needs --ssh-key)")
     parser.add_argument("--ssh-key", type=Path, help="private key the --iso image trusts")
     parser.add_argument(
+        "--iso-has-spec",
+        action="store_true",
+        help="the --iso image was built with the spec of --hardware (as vm_test builds it): "
+        "also check the verdict on the console and bee check in the guest",
+    )
+    parser.add_argument(
         "--hardware",
         type=Path,
         default=qemu.HARDWARE_FILE,
@@ -597,6 +603,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if (args.iso is None) != (args.ssh_key is None):
         parser.error("--iso and --ssh-key go together")
+    if args.iso_has_spec and args.iso is None:
+        parser.error("--iso-has-spec describes an --iso image")
     return args
 
 
@@ -657,7 +665,7 @@ def _boots(
         sdr_path=sdr_path,
         guest_capture_dir=args.guest_capture.resolve() if args.guest_capture else None,
         runner=runner,
-        spec_baked=args.iso is None,
+        spec_baked=args.iso is None or args.iso_has_spec,
         firmware=args.firmware,
         via_bootloader=args.via_bootloader,
     )

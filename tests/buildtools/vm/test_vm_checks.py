@@ -280,6 +280,10 @@ def test_bad_arguments_are_one_line_and_create_nothing(
     assert not out.exists()
     with pytest.raises(SystemExit):
         vm_test.parse_args(["--iso", missing])
+    with pytest.raises(SystemExit):
+        vm_test.parse_args(["--iso-has-spec"])
+    args = vm_test.parse_args(["--iso", missing, "--ssh-key", missing, "--iso-has-spec"])
+    assert args.iso_has_spec
 
 
 # --- bmc and health, on documents made from the QEMU BMC fixtures ------------------------------
