@@ -9,8 +9,10 @@ One package per subsystem; each imports only the ones named in brackets:
 - bench/   the audit benchmark on a synthetic big GPU server (none)
 
 Shared by all of them (and importing none): runner.py, the one way to run a host command (a
-timeout, output streamed to the log, a progress line per step, one error shape), and
-hosttools.py, every host program with its Debian package, checked and installed per session.
+timeout, output streamed to the log, a progress line per step, one error shape),
+hosttools.py, every host program with its Debian package, checked and installed per session,
+and initramfs.py, the busybox initramfs of a bare-kernel QEMU boot (the NVIDIA boot check, the
+fixture capture scripts).
 
 docs/architecture.md shows how data flows through them.
 """

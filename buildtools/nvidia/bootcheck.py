@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import lzma
 import os
 import re
 import shutil
@@ -39,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from buildtools import hosttools
+from buildtools import hosttools, initramfs
 from buildtools.hosttools import HostToolsError
 from buildtools.nvidia.build import FLAVOURS, ensure_nvidia, pinned_flavours
 from buildtools.nvidia.buildroot import kernel_build_root
@@ -155,49 +154,6 @@ def judge(
 # -- building the initramfs ----------------------------------------------------------------
 
 
-def parse_modules_dep(text: str) -> dict[str, list[str]]:
-    """`kernel/drivers/gpu/drm/drm_kms_helper.ko: kernel/drivers/gpu/drm/drm.ko ...`."""
-    deps: dict[str, list[str]] = {}
-    for line in text.splitlines():
-        module, sep, rest = line.partition(":")
-        if sep:
-            deps[module.strip()] = rest.split()
-    return deps
-
-
-# Debian 13 ships its in-tree modules xz-compressed (drm.ko.xz); busybox insmod loads only
-# plain ELF, so they are unpacked into the initramfs.
-_COMPRESSED = {".xz": lzma.decompress, ".gz": gzip.decompress}
-
-
-def module_stem(path: str) -> str:
-    """`kernel/drivers/gpu/drm/drm_kms_helper.ko.xz` -> `drm_kms_helper`."""
-    name = Path(path).name
-    for suffix in _COMPRESSED:
-        name = name.removesuffix(suffix)
-    return name.removesuffix(".ko")
-
-
-def load_order(wanted: list[str], deps: dict[str, list[str]]) -> list[str]:
-    """Module paths for the module names `wanted`, dependencies first, each once."""
-    by_name = {module_stem(path).replace("-", "_"): path for path in deps}
-    order: list[str] = []
-
-    def visit(path: str) -> None:
-        if path in order:
-            return
-        for dep in deps.get(path, []):
-            visit(dep)
-        order.append(path)
-
-    for name in wanted:
-        key = name.replace("-", "_")
-        if key not in by_name:
-            raise NvidiaError(f"in-tree module {name} is not in the kernel package")
-        visit(by_name[key])
-    return order
-
-
 INIT = """#!/bin/sh
 mount -t proc proc /proc
 mount -t sysfs sys /sys
@@ -230,26 +186,20 @@ def build_initramfs(
 ) -> Path:
     tree = dest.parent / "initramfs"
     shutil.rmtree(tree, ignore_errors=True)
-    for sub in ("bin", "proc", "sys", "dev", "deps", "nvidia", "usr/lib", "usr/local/bin"):
-        (tree / sub).mkdir(parents=True, exist_ok=True)
-    shutil.copy2(busybox, tree / "bin/busybox")
-    for applet in BUSYBOX_APPLETS:
-        (tree / "bin" / applet).symlink_to("busybox")
+    dirs = ("proc", "sys", "dev", "deps", "nvidia", "usr/lib", "usr/local/bin")
+    initramfs.busybox_tree(tree, busybox, BUSYBOX_APPLETS, dirs)
 
     # Debian 13's package has usr/lib/modules/ only (merged /usr); depmod -b looks in lib/.
     if not (kernel_root / "lib").exists() and (kernel_root / "usr/lib").is_dir():
         (kernel_root / "lib").symlink_to("usr/lib")
     log.run(["depmod", "-b", kernel_root, kernel_abi], timeout_s=120)
     moddir = kernel_root / "lib/modules" / kernel_abi
-    deps = parse_modules_dep((moddir / "modules.dep").read_text())
-    dep_paths = load_order(build.manifest["external_depends"], deps)
-    dep_names = []
-    for rel in dep_paths:
-        name = module_stem(rel) + ".ko"
-        data = (moddir / rel).read_bytes()
-        unpack = _COMPRESSED.get(Path(rel).suffix)
-        (tree / "deps" / name).write_bytes(unpack(data) if unpack else data)
-        dep_names.append(name)
+    deps = initramfs.parse_modules_dep((moddir / "modules.dep").read_text())
+    try:
+        dep_paths = initramfs.load_order(build.manifest["external_depends"], deps)
+    except KeyError as exc:
+        raise NvidiaError(f"in-tree module {exc.args[0]} is not in the kernel package") from None
+    dep_names = [initramfs.copy_module(moddir / rel, tree / "deps") for rel in dep_paths]
     for module in build.module_paths:
         shutil.copy2(module, tree / "nvidia" / module.name)
     shutil.copy2(build.path / "bin/nvidia-smi", tree / "usr/local/bin/nvidia-smi")
@@ -263,53 +213,16 @@ def build_initramfs(
     host_libs = set()
     for binary in (build.path / "bin/nvidia-smi", build.path / "lib/libnvidia-ml.so.1"):
         output = log.run(["ldd", binary], env=env, timeout_s=60).output
-        for line in output.splitlines():
-            match = re.search(r"(/\S+) \(0x", line)
-            if match and not match.group(1).startswith(str(build.path)):
-                host_libs.add(Path(match.group(1)))
+        host_libs |= {p for p in initramfs.ldd_paths(output) if not p.is_relative_to(build.path)}
     for lib in sorted(host_libs):
-        target = tree / lib.relative_to("/")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(lib.resolve(), target)
-    init = tree / "init"
-    init.write_text(
-        INIT.format(
-            mark=MARK,
-            deps=" ".join(dep_names),
-            modules=" ".join(build.manifest["modules"]),
-        )
+        initramfs.copy_host_file(tree, lib)
+    script = INIT.format(
+        mark=MARK, deps=" ".join(dep_names), modules=" ".join(build.manifest["modules"])
     )
-    init.chmod(0o755)
-    dest.write_bytes(gzip.compress(newc_archive(tree), compresslevel=1))
+    initramfs.write_init(tree, script)
+    dest.write_bytes(gzip.compress(initramfs.newc_archive(tree), compresslevel=1))
     shutil.rmtree(tree, ignore_errors=True)
     return dest
-
-
-def newc_archive(tree: Path) -> bytes:
-    """The tree as a cpio "newc" archive, the initramfs format (no cpio binary needed)."""
-    out = bytearray()
-
-    def entry(name: str, mode: int, data: bytes, ino: int) -> None:
-        encoded = name.encode() + b"\0"
-        fields = (ino, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(encoded), 0)
-        out.extend(b"070701" + b"".join(b"%08X" % value for value in fields) + encoded)
-        out.extend(b"\0" * (-len(out) % 4))
-        out.extend(data)
-        out.extend(b"\0" * (-len(out) % 4))
-
-    paths = sorted(tree.rglob("*"))
-    for ino, path in enumerate(paths, start=1):
-        rel = path.relative_to(tree).as_posix()
-        info = path.lstat()
-        if path.is_symlink():
-            data = os.readlink(path).encode()
-        elif path.is_file():
-            data = path.read_bytes()
-        else:
-            data = b""
-        entry(rel, info.st_mode, data, ino)
-    entry("TRAILER!!!", 0, b"", 0)
-    return bytes(out)
 
 
 def run_qemu(kernel: Path, initrd: Path, serial_log: Path, log: Runner, timeout_s: int) -> str:
