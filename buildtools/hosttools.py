@@ -4,13 +4,16 @@ which nox session needs which.
 Each session that needs host tools calls `ensure(SESSION, runner)` before its first long step:
 what is missing is named and installed with apt-get (as root; otherwise one line says what to
 install). tests/buildtools/test_hosttools.py checks that every program the builder calls is
-listed here. Imports nothing else from buildtools (runner.py imports it).
+listed here. Imports nothing else from buildtools (runner.py imports it), so that the builder's
+Containerfile can copy this one file and install the same list: `python3 hosttools.py packages
+SESSION...` prints the Debian packages those sessions need, one per line.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
@@ -103,6 +106,15 @@ def missing_packages(
     return list(dict.fromkeys(wanted))
 
 
+def packages(sessions: Iterable[str]) -> list[str]:
+    """Every Debian package the sessions need (installed or not), in list order, each once."""
+    wanted: list[str] = []
+    for session in sessions:
+        wanted += [TOOLS[tool] for tool in SESSIONS[session]]
+        wanted += EXTRA_PACKAGES.get(session, ())
+    return list(dict.fromkeys(wanted))
+
+
 def missing_tools(session: str, which: Callable[[str], str | None] = shutil.which) -> list[str]:
     return [tool for tool in SESSIONS[session] if which(tool) is None]
 
@@ -145,3 +157,18 @@ def ensure(session: str, runner: Runner, *, euid: int | None = None) -> list[str
     if still:
         raise HostToolsError(f"apt-get installed {' '.join(packages)}, still missing: {still}")
     return packages
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 2 or argv[0] != "packages" or not set(argv[1:]) <= set(SESSIONS):
+        print(
+            f"usage: hosttools.py packages SESSION... (sessions: {', '.join(SESSIONS)})",
+            file=sys.stderr,
+        )
+        return 2
+    print("\n".join(packages(argv[1:])))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,9 +1,10 @@
 """`nox -s build_iso_container -- [build_iso options]`: the ISO build in a privileged container.
 
-For hosts that are not Debian bookworm. Builds the image from buildtools/image/Containerfile (tagged
-with a digest of the file, so a changed recipe is rebuilt and an unchanged one reused), then
-runs `python3 -m buildtools.image.build_iso` inside it with the source tree mounted at /src.
-`--privileged` is required: live-build mounts /proc and /dev in its chroot and uses loop devices.
+For hosts that are not Debian 12 or 13. Builds the image from buildtools/image/Containerfile, a
+Debian 13 base plus the builder's host tools (buildtools/hosttools.py), tagged with a digest of
+the recipe and that list, so a changed one is rebuilt and an unchanged one reused; then it runs
+`python3 -m buildtools.image.build_iso` inside it with the source tree mounted at /src.
+`--privileged` is required: live-build mounts /proc and /dev in its chroot and makes device nodes.
 Files named by --authorized-keys, --vendor-dir and --out outside the tree are mounted too.
 """
 
@@ -18,6 +19,9 @@ from buildtools.pins.versions import REPO_ROOT
 from buildtools.runner import CommandError, Runner, interrupt_on_signals
 
 CONTAINERFILE = REPO_ROOT / "buildtools" / "image" / "Containerfile"
+# The build context: the recipe COPYs hosttools.py from it, the one list of host tools.
+CONTEXT = REPO_ROOT / "buildtools"
+RECIPE_INPUTS = (CONTAINERFILE, CONTEXT / "hosttools.py")
 ENGINES = ("podman", "docker")
 SOURCE_MOUNT = "/src"
 BUILD_IMAGE_TIMEOUT_S = 3600
@@ -42,13 +46,15 @@ def find_engine(which=shutil.which) -> str:
             return path
     raise ContainerError(
         "no container engine (podman or docker) found: install one, or run "
-        "`nox -s build_iso` as root on a Debian bookworm host"
+        "`nox -s build_iso` as root on a Debian 12 or 13 host"
     )
 
 
-def image_tag(containerfile: Path = CONTAINERFILE) -> str:
-    digest = hashlib.sha256(containerfile.read_bytes()).hexdigest()[:12]
-    return f"bee-builder:{digest}"
+def image_tag(inputs: tuple[Path, ...] = RECIPE_INPUTS) -> str:
+    digest = hashlib.sha256()
+    for path in inputs:
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return f"bee-builder:{digest.hexdigest()[:12]}"
 
 
 def translate_args(args: list[str], repo: Path) -> tuple[list[str], list[str]]:
@@ -177,7 +183,7 @@ def ensure_base_image(runner: Runner, engine: list[str], base: str) -> None:
         pull = [*engine, "pull", base]
         runner.run(pull, timeout_s=PULL_TIMEOUT_S, name=f"{name} pull {base}")
     except CommandError as exc:
-        suite = base.rpartition(":")[2] or "bookworm"
+        suite = base.rpartition(":")[2] or "trixie"
         raise ContainerError(
             f"{exc}. Without access to that registry, make the base image from a Debian mirror: "
             f"debootstrap --variant=minbase {suite} /tmp/base && "
@@ -192,7 +198,7 @@ def _build_in_container(runner: Runner, engine: list[str], tag: str, command: li
     if have.code != 0:
         ensure_base_image(runner, engine, base_image())
         runner.say(f"building the builder image {tag} from {CONTAINERFILE.relative_to(REPO_ROOT)}")
-        recipe = ["-f", str(CONTAINERFILE), str(CONTAINERFILE.parent)]
+        recipe = ["-f", str(CONTAINERFILE), str(CONTEXT)]
         build = [*engine, "build", "-t", tag, *recipe]
         runner.run(build, timeout_s=BUILD_IMAGE_TIMEOUT_S, on_line=print, name=f"{name} build")
     runner.say("$ " + " ".join(command))

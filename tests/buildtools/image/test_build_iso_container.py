@@ -67,17 +67,29 @@ def test_no_engine_says_what_to_do() -> None:
         container.find_engine(which=lambda _name: None)
 
 
-def test_image_tag_follows_the_recipe(tmp_path: Path) -> None:
-    recipe = tmp_path / "Containerfile"
-    recipe.write_text("FROM debian:bookworm\n")
-    first = container.image_tag(recipe)
-    recipe.write_text("FROM debian:bookworm\nRUN true\n")
-    assert first.startswith("bee-builder:") and container.image_tag(recipe) != first
-    assert "FROM docker.io/library/debian:bookworm" in container.CONTAINERFILE.read_text()
+def test_image_tag_follows_the_recipe_and_the_tool_list(tmp_path: Path) -> None:
+    recipe, tools = tmp_path / "Containerfile", tmp_path / "hosttools.py"
+    recipe.write_text("FROM debian:trixie\n")
+    tools.write_text("TOOLS = {}\n")
+    first = container.image_tag((recipe, tools))
+    recipe.write_text("FROM debian:trixie\nRUN true\n")
+    second = container.image_tag((recipe, tools))
+    tools.write_text("TOOLS = {'lb': 'live-build'}\n")
+    assert (
+        first.startswith("bee-builder:")
+        and len({first, second, container.image_tag((recipe, tools))}) == 3
+    )
 
 
-def test_the_base_image_is_the_containerfile_from(tmp_path: Path) -> None:
-    assert container.base_image() == "docker.io/library/debian:bookworm"
+def test_the_base_is_debian_13_and_the_tools_come_from_the_one_list(tmp_path: Path) -> None:
+    assert container.base_image() == "docker.io/library/debian:trixie"
+    lines = container.CONTAINERFILE.read_text().splitlines()
+    text = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
+    # No hand-kept package list beside hosttools.py: the recipe installs python3 and its output.
+    assert "COPY hosttools.py " in text and "hosttools.py packages build_iso)" in text
+    for package in ("live-build", "debootstrap", "xorriso", "kmod"):
+        assert package not in text
+    assert container.CONTEXT / "hosttools.py" in container.RECIPE_INPUTS
     recipe = tmp_path / "Containerfile"
     recipe.write_text("# no base\nRUN true\n")
     with pytest.raises(container.ContainerError, match="no FROM line"):
