@@ -65,8 +65,8 @@ TOOLS: dict[str, str] = {
 
 # What each nox session needs before its first long step. gcc-12 comes with the kernel
 # headers that the NVIDIA build installs from the pinned mirror, so it is not listed here.
-_APT = ("apt-get", "apt-cache", "dpkg-deb", "dpkg-query")
-_NVIDIA = (*_APT, "make", "nice", "modinfo", "depmod", "strip", "ldd", "tar", "xz", "sh")
+_APT = ("apt-get", "apt-cache", "dpkg-deb", "dpkg-query", "dpkg")
+_NVIDIA = (*_APT, "make", "nice", "chroot", "modinfo", "depmod", "strip", "ldd", "tar", "xz", "sh")
 SESSIONS: dict[str, tuple[str, ...]] = {
     "build_iso": (*_NVIDIA, "lb", "debootstrap", "mksquashfs", "xorriso", "umount", "git"),
     "build_iso --no-nvidia": (*_APT, "lb", "debootstrap", "mksquashfs", "xorriso", "umount", "git"),
@@ -74,6 +74,11 @@ SESSIONS: dict[str, tuple[str, ...]] = {
     "nvidia_bootcheck": (*_NVIDIA, "qemu-system-x86_64"),
     "vm_test": ("qemu-system-x86_64", "ssh", "ssh-keygen", "xorriso", "tar"),
     "fleet_vm_test": ("qemu-system-x86_64", "ssh", "xorriso", "nginx"),
+    "build_netboot": ("xorriso",),
+    # Only where no engine is installed (docker, when present, is used as it is), and runc only
+    # where podman's crun refuses the host's hybrid cgroups (image/container.py).
+    "build_iso_container": ("podman",),
+    "build_iso_container, hybrid cgroups": ("runc",),
 }
 # What `apt-get install` needs in the minimal root too (the archive keyring for signed-by).
 EXTRA_PACKAGES: dict[str, tuple[str, ...]] = {

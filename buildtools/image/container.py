@@ -11,10 +11,12 @@ Files named by --authorized-keys, --vendor-dir and --out outside the tree are mo
 from __future__ import annotations
 
 import hashlib
+import resource
 import shutil
 import sys
 from pathlib import Path
 
+from buildtools import hosttools
 from buildtools.pins.versions import REPO_ROOT
 from buildtools.runner import CommandError, Runner, interrupt_on_signals
 
@@ -95,6 +97,27 @@ def translate_args(args: list[str], repo: Path) -> tuple[list[str], list[str]]:
     return out_args, mounts
 
 
+# What the container asks for instead of the engine's default of 1048576 files and processes.
+ULIMIT_CAPS = {"nofile": (resource.RLIMIT_NOFILE, 65536), "nproc": (resource.RLIMIT_NPROC, 16384)}
+
+
+def ulimit_args(getrlimit=resource.getrlimit) -> list[str]:
+    """--ulimit for open files and processes: the caller's own hard limit, capped.
+
+    Unasked, podman gives the container 1048576 of each; where the engine lacks
+    CAP_SYS_RESOURCE (a build host that is itself a container, like this project's, where
+    podman's own process limit is 32768) runc cannot raise them and the container does not
+    start: "error setting rlimit type 6: operation not permitted". Lowering a limit needs no
+    privilege, and the build uses a few hundred processes.
+    """
+    argv = []
+    for name, (which, cap) in ULIMIT_CAPS.items():
+        hard = getrlimit(which)[1]
+        value = cap if hard == resource.RLIM_INFINITY else min(hard, cap)
+        argv += ["--ulimit", f"{name}={value}:{value}"]
+    return argv
+
+
 def run_argv(
     engine: str, tag: str, repo: Path, args: list[str], runtime: list[str] | None = None
 ) -> list[str]:
@@ -105,6 +128,7 @@ def run_argv(
         "run",
         "--rm",
         "--privileged",
+        *ulimit_args(),
         "-v",
         f"{repo.resolve()}:{SOURCE_MOUNT}",
         *mounts,
@@ -124,10 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__)
         return 0
     try:
-        engine = find_engine()
+        translate_args(args, REPO_ROOT)  # the operator's paths first, before anything installs
         tag = image_tag()
-        runtime = runtime_args(engine, Path("/proc/mounts").read_text(encoding="utf-8"))
-        command = run_argv(engine, tag, REPO_ROOT, args, runtime)
     except ContainerError as exc:
         print(f"build_iso_container: {exc}", file=sys.stderr)
         return 1
@@ -135,13 +157,31 @@ def main(argv: list[str] | None = None) -> int:
     interrupt_on_signals()  # the container run stops with us (podman run --rm then removes it)
     try:
         with Runner(log, fresh=True) as runner:
-            return _build_in_container(runner, [engine, *runtime], tag, command)
-    except (CommandError, ContainerError) as exc:
+            engine = engine_argv(runner, Path("/proc/mounts").read_text(encoding="utf-8"))
+            command = run_argv(engine[0], tag, REPO_ROOT, args, engine[1:])
+            return _build_in_container(runner, engine, tag, command)
+    except (CommandError, ContainerError, hosttools.HostToolsError) as exc:
         print(f"build_iso_container: {exc}", file=sys.stderr)
         print(f"build_iso_container: full log: {log}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def engine_argv(runner: Runner, mounts_text: str, which=shutil.which) -> list[str]:
+    """The engine and its runtime options; on a Debian host, podman (and runc where the cgroups
+    need it) is installed with apt-get when that is what is missing (hosttools.ensure)."""
+    try:
+        engine = find_engine(which)
+    except ContainerError:
+        if which("apt-get") is None:
+            raise
+        hosttools.ensure("build_iso_container", runner)
+        engine = find_engine(which)
+    hybrid = cgroup_hybrid(mounts_text)
+    if Path(engine).name == "podman" and hybrid and not which("runc") and which("apt-get"):
+        hosttools.ensure("build_iso_container, hybrid cgroups", runner)
+    return [engine, *runtime_args(engine, mounts_text, which)]
 
 
 def cgroup_hybrid(mounts_text: str) -> bool:

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from buildtools import hosttools
 from buildtools.pins.versions import REPO_ROOT
 from buildtools.runner import CommandError, Runner
 
@@ -190,8 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         with Runner(args.out.parent / "logs" / "netboot.log") as runner:
+            hosttools.ensure("build_netboot", runner)  # xorriso, before the ISO is read
             made = make_netboot(args.iso, args.out, args.url, runner, extra=args.append)
-    except NetbootError as exc:
+    except (NetbootError, hosttools.HostToolsError, CommandError) as exc:
         print(f"build_netboot: {exc}", file=sys.stderr)
         return 1
     sizes = {p.name: p.stat().st_size for p in made.directory.iterdir() if p.is_file()}

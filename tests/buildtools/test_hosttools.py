@@ -151,7 +151,8 @@ def test_the_packages_named_are_the_ones_that_ship_the_programs_here() -> None:
 
 
 def test_missing_packages_are_named_once_in_list_order() -> None:
-    present = {"apt-get", "apt-cache", "dpkg-deb", "dpkg-query", "tar", "sh", "nice", "ldd"}
+    present = {"apt-get", "apt-cache", "dpkg-deb", "dpkg-query", "dpkg", "tar", "sh", "nice", "ldd"}
+    present.add("chroot")
 
     def which(tool: str) -> str | None:
         return f"/usr/bin/{tool}" if tool in present else None
@@ -191,3 +192,97 @@ def test_install_waits_for_the_dpkg_lock() -> None:
     argv = hosttools.install_command(["kmod"])
     assert argv[0] == "apt-get" and argv[-2:] == ["install", "kmod"]
     assert "DPkg::Lock::Timeout=600" in argv
+
+
+# -- every nox session installs what its code runs ------------------------------------------
+
+REPO = BUILDTOOLS.parent
+# Packages in every `debootstrap --variant=minbase` root (Debian 12 and 13, see docs/image.md):
+# their programs need no install.
+MINBASE = {"apt", "dpkg", "coreutils", "tar", "dash", "mount", "libc-bin"}
+# What a session's modules can run but the session does not ensure, and why. A stale entry
+# fails the test too, so the list stays true.
+NOT_ENSURED = {
+    ("build_netboot", "qemu-system-x86_64"): "imports qemu.parse_isolinux_append, runs no VM",
+    ("build_iso_container", "docker"): "used when it is there, never installed (podman is)",
+    ("fleet_vm_test", "ansible-playbook"): "PyPI's or Debian's; fleet_test checks it first",
+}
+
+
+def nox_session_modules() -> dict[str, str]:
+    """nox session -> the buildtools module it runs (`session.run(..., "-m", MODULE)`)."""
+    tree = ast.parse((REPO / "noxfile.py").read_text(encoding="utf-8"))
+    found = {}
+    for func in [node for node in tree.body if isinstance(node, ast.FunctionDef)]:
+        for call in [n for n in ast.walk(func) if isinstance(n, ast.Call)]:
+            words = [a.value for a in call.args if isinstance(a, ast.Constant)]
+            if ast.unparse(call.func) == "session.run" and "-m" in words:
+                found[func.name] = words[words.index("-m") + 1]
+    return found
+
+
+def _module_path(module: str) -> Path:
+    path = REPO / (module.replace(".", "/") + ".py")
+    return path if path.is_file() else REPO / module.replace(".", "/") / "__init__.py"
+
+
+def imported_closure(module: str) -> set[Path]:
+    """The files of `module` and every buildtools module it imports (also inside functions)."""
+    seen: set[Path] = set()
+    todo = [module]
+    while todo:
+        path = _module_path(todo.pop())
+        if path in seen:
+            continue
+        seen.add(path)
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("buildtools"):
+                for alias in node.names:
+                    sub = f"{node.module}.{alias.name}"
+                    todo.append(sub if _module_path(sub).is_file() else node.module)
+            elif isinstance(node, ast.Import):
+                todo += [a.name for a in node.names if a.name.startswith("buildtools")]
+    return seen
+
+
+def ensured_sessions(paths: set[Path]) -> set[str]:
+    """The SESSIONS keys given to hosttools.ensure(...) in these files."""
+    keys: set[str] = set()
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and ast.unparse(node.func) == "hosttools.ensure":
+                keys |= {
+                    c.value
+                    for c in ast.walk(node.args[0])
+                    if isinstance(c, ast.Constant) and isinstance(c.value, str)
+                }
+    return keys
+
+
+def test_every_nox_session_ensures_the_tools_its_code_runs() -> None:
+    """What a session's code (its module and all it imports) can run is installed by a
+    hosttools.ensure(...) in that code, before the long steps, unless minbase has it."""
+    sessions = nox_session_modules()
+    for known in ("build_iso", "vm_test", "build_netboot", "build_iso_container"):
+        assert known in sessions, f"noxfile scan missed {known}"
+    calls = called_programs()
+    gaps, used_exceptions = {}, set()
+    for session, module in sessions.items():
+        paths = imported_closure(module)
+        names = {str(path.relative_to(BUILDTOOLS)) for path in paths} | {p.name for p in paths}
+        runs = set()
+        for program, where in calls.items():
+            if where & names:
+                runs |= set(DYNAMIC.get(program, (program,)))
+        keys = ensured_sessions(paths)
+        assert keys <= set(hosttools.SESSIONS), (session, keys - set(hosttools.SESSIONS))
+        covered = set().union(*(hosttools.SESSIONS[key] for key in keys))
+        for program in sorted(runs - covered):
+            if hosttools.TOOLS[program] in MINBASE:
+                continue
+            if (session, program) in NOT_ENSURED:
+                used_exceptions.add((session, program))
+                continue
+            gaps.setdefault(session, []).append(program)
+    assert gaps == {}, "ensure these (SESSIONS + hosttools.ensure in the session's code)"
+    assert used_exceptions == set(NOT_ENSURED), "NOT_ENSURED has stale entries"

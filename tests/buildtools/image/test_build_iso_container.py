@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import resource
 from pathlib import Path
 
 import pytest
 
+from buildtools import hosttools
 from buildtools.image import container
 
 
@@ -116,3 +118,46 @@ def test_podman_runs_with_runc_where_crun_refuses_hybrid_cgroups() -> None:
         container.runtime_args("/usr/bin/podman", HYBRID, lambda _name: None)
     argv = container.run_argv("podman", "t", Path("/r"), [], ["--runtime", "runc"])
     assert argv[:4] == ["podman", "--runtime", "runc", "run"]
+
+
+def test_a_debian_host_without_an_engine_gets_podman_and_runc_installed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    installed: list[str] = []
+    on_path = {"apt-get"}
+
+    def ensure(session: str, _runner: object) -> list[str]:
+        installed.append(session)
+        on_path.update(hosttools.SESSIONS[session])
+        return []
+
+    monkeypatch.setattr(hosttools, "ensure", ensure)
+    which = lambda name: f"/usr/bin/{name}" if name in on_path else None  # noqa: E731
+    argv = container.engine_argv(None, HYBRID, which)  # type: ignore[arg-type]
+    assert installed == ["build_iso_container", "build_iso_container, hybrid cgroups"]
+    assert argv == ["/usr/bin/podman", "--runtime", "runc"]
+    # docker, when it is what the host has, is used as it is; nothing is installed.
+    installed.clear()
+    on_path.clear()
+    on_path.add("docker")
+    assert container.engine_argv(None, HYBRID, which) == ["/usr/bin/docker"]  # type: ignore[arg-type]
+    assert installed == []
+    # No apt-get: the one line that says what to do, nothing tried.
+    on_path.clear()
+    with pytest.raises(container.ContainerError, match="no container engine"):
+        container.engine_argv(None, UNIFIED, which)  # type: ignore[arg-type]
+    assert installed == []
+
+
+def test_the_container_asks_for_limits_the_caller_has() -> None:
+    limits = {resource.RLIMIT_NOFILE: (1024, 20000), resource.RLIMIT_NPROC: (96549, 96549)}
+    assert container.ulimit_args(limits.__getitem__) == [
+        "--ulimit",
+        "nofile=20000:20000",
+        "--ulimit",
+        "nproc=16384:16384",
+    ]
+    unlimited = (resource.RLIM_INFINITY, resource.RLIM_INFINITY)
+    assert "nofile=65536:65536" in container.ulimit_args(lambda _which: unlimited)
+    argv = container.run_argv("podman", "t", Path("/r"), [])
+    assert argv[argv.index("--privileged") + 1] == "--ulimit"
