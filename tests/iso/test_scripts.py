@@ -15,6 +15,7 @@ BUILDER = REPO / "iso" / "builder"
 SCRIPTS = [
     *sorted((OVERLAY / "usr/local/lib/bee").iterdir()),
     OVERLAY / "etc/update-motd.d/50-bee",
+    OVERLAY / "etc/initramfs-tools/scripts/panic/bee-netboot",
     BUILDER / "smoketest.sh",
     BUILDER / "auto/config",
     *sorted((BUILDER / "config/hooks/normal").glob("*.hook.*")),
@@ -167,3 +168,107 @@ def test_bee_nvidia_asks_the_agent_for_the_flavour(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert record["status"] == "skipped" and record["flavour"] == "none"
     assert "supported-gpus.json is missing" in record["reason"]
+
+
+# --- the initramfs panic script of a netboot ----------------------------------------------------
+
+NETBOOT_PANIC = OVERLAY / "etc/initramfs-tools/scripts/panic/bee-netboot"
+# klibc ipconfig's lines as the QEMU netboot's console showed them (vm_test --netboot).
+IP_CONFIG = """\
+IP-Config: enp3s0 hardware address 52:54:00:be:e0:01 mtu 1500 DHCP RARP
+IP-Config: enp3s0 complete (dhcp from 10.0.2.2):
+ address: 10.0.2.15        broadcast: 10.0.2.255       netmask: 255.255.255.0
+"""
+
+
+def run_netboot_panic(tmp_path: Path, cmdline: str, log: str) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "cmdline").write_text(cmdline + "\n")
+    (tmp_path / "boot.log").write_text(log)
+    env = {
+        **os.environ,
+        "BEE_CMDLINE": str(tmp_path / "cmdline"),
+        "BEE_BOOT_LOG": str(tmp_path / "boot.log"),
+    }
+    return subprocess.run(
+        ["sh", str(NETBOOT_PANIC)], env=env, capture_output=True, text=True, timeout=30, check=False
+    )
+
+
+def busybox_wget_log(tmp_path: Path, url: str) -> str:
+    """What live-boot's do_httpmount leaves in /boot.log: its Begin line, then busybox wget's
+    own output, from the real busybox against `url`."""
+    dest = tmp_path / "dest" / url.rsplit("/", 1)[-1]
+    dest.parent.mkdir(exist_ok=True)
+    no_proxy = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+    wget = subprocess.run(
+        ["busybox", "wget", url, "-O", str(dest)],
+        env=no_proxy,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return f"Begin: Trying wget {url} -O {dest} ... {wget.stdout}{wget.stderr}"
+
+
+@pytest.fixture
+def http_dir(tmp_path: Path):
+    """A real HTTP server on 127.0.0.1 over an empty directory: every file is a 404."""
+    import functools
+    import http.server
+    import threading
+
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "filesystem.squashfs").write_bytes(b"squash" * 100)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.mark.skipif(shutil.which("busybox") is None, reason="needs busybox (its wget)")
+def test_netboot_panic_names_the_url_and_wget_s_error(tmp_path: Path, http_dir: str) -> None:
+    url = f"{http_dir}/missing.squashfs"
+    log = IP_CONFIG + busybox_wget_log(tmp_path, url)
+    result = run_netboot_panic(tmp_path, f"boot=live components fetch={url} quiet", log)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert f"bee netboot: FAILED to fetch the root file system from fetch={url}" in lines
+    assert "bee netboot: wget: server returned error: HTTP/1.0 404 File not found" in lines
+    assert "bee netboot: network: IP-Config: enp3s0 complete, address 10.0.2.15" in lines
+
+
+@pytest.mark.skipif(shutil.which("busybox") is None, reason="needs busybox (its wget)")
+def test_netboot_panic_for_a_server_that_is_down(tmp_path: Path) -> None:
+    port = qemu_free_port()
+    url = f"http://127.0.0.1:{port}/filesystem.squashfs"
+    result = run_netboot_panic(tmp_path, f"fetch={url}", busybox_wget_log(tmp_path, url))
+    assert "bee netboot: wget: can't connect to remote host (127.0.0.1): Connection refused" in (
+        result.stdout.splitlines()
+    )
+    assert "bee netboot: network: no IP-Config result in" in result.stdout
+
+
+@pytest.mark.skipif(shutil.which("busybox") is None, reason="needs busybox (its wget)")
+def test_netboot_panic_after_a_good_fetch_says_nothing(tmp_path: Path, http_dir: str) -> None:
+    """The squashfs came (wget said 'saved'): a later panic is not the fetch's."""
+    url = f"{http_dir}/filesystem.squashfs"
+    log = IP_CONFIG + busybox_wget_log(tmp_path, url)
+    assert "' saved" in log
+    result = run_netboot_panic(tmp_path, f"fetch={url}", log)
+    assert (result.returncode, result.stdout) == (0, "")
+
+
+def test_netboot_panic_is_silent_without_fetch(tmp_path: Path) -> None:
+    result = run_netboot_panic(tmp_path, "boot=live components", "wget: anything\n")
+    assert (result.returncode, result.stdout) == (0, "")
+
+
+def qemu_free_port() -> int:
+    from buildtools.vm import qemu
+
+    return qemu.free_port()
