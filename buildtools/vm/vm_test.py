@@ -63,11 +63,13 @@ AUDIT_WAIT_S = 400
 SERIAL_WAIT_S = 900
 SSH_ATTEMPT_S = 30
 NETBOOT_FAIL_WAIT_S = 300
-# What live-boot's initramfs prints on the console when the squashfs cannot be fetched: busybox
-# wget's error (9990-mount-http.sh), live-boot's panic (9990-main.sh), the initramfs shell.
+# What the console shows when the squashfs is not there (seen in QEMU): live-boot's panic
+# (9990-main.sh), the image's bee-netboot panic script with the URL and busybox wget's error
+# (which live-boot's own copy of its log to the console loses), then the initramfs shell.
 NETBOOT_FAILURE = {
-    "fetch": re.compile(r"wget: (?:server returned error|can't connect|bad address)[^\r\n]*"),
-    "panic": re.compile(r"Unable to find a live file system on the network"),
+    "live-boot": re.compile(r"Unable to find a live file system on the network"),
+    "url": re.compile(r"bee netboot: FAILED to fetch the root file system from fetch=\S+/missing"),
+    "reason": re.compile(r"bee netboot: wget: server returned error: HTTP/1\.0 404[^\r\n]*"),
     "shell": re.compile(r"\(initramfs\)"),
 }
 BUILD_TIMEOUT_S = 4 * 3600  # build_iso bounds each of its own commands; this bounds the whole
