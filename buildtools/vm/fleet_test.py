@@ -1,20 +1,24 @@
 """`nox -s fleet_vm_test`: a fleet of bee guests in QEMU, gathered for real.
 
     python3 -m buildtools.vm.fleet_test --iso ISO --ssh-key KEY [--guests 2] [--out dist]
-        [--ansible-playbook PATH] [--spec]
+        [--ansible-playbook PATH] [--spec SPEC]
 
 Boots `--guests` copies of tests/vm/hardware.toml's server from the ISO at once, each with its
 own SMBIOS serial (the second also one DIMM fewer), runs `ansible/fleet.yml` with ansible-core
-against them over the SSH the image runs (forwarded from 127.0.0.1), and checks that every
-guest's document came back and that `bee report` names the guest with the missing DIMM.
+against them over the SSH the image runs (forwarded from 127.0.0.1), with `bee check` on each
+guest against the hardware's spec, and checks that every guest's document came back, that
+guest2 alone was rejected and that `bee report` names its missing DIMM.
 
 Every guest also boots with `bee.upload=` pointing at a WebDAV folder of an nginx this test
 starts on 127.0.0.1 (the guest reaches it through a QEMU guestfwd, its user network stays
 restricted otherwise), except the last, whose URL names a port nothing forwards (a server that
-is down). An image with bee-upload.service must then have PUT each document and its .sha256
-there, `bee report` over that folder must read those nodes, and the last guest must be fully
-booted (multi-user.target active, the system running) while its upload still retries.
-An image without the unit (built before it existed) is reported as such, not failed.
+is down). An image with bee-upload.service must then have PUT each document there as
+`<serial>-<boot id>.json` (the guest's serial and /proc boot id), byte for byte what the
+playbook fetched over SSH, with a `.sha256` that `sha256sum -c` accepts; the outcome must be in
+the guest's journal, /run/bee/upload-status and motd; `bee report` over that folder must read
+those nodes. The last guest must be fully booted (multi-user.target active, the system
+running) while its upload still retries, and after its time limit say FAILED in its journal
+and motd, with nothing of it on the server. An image without the unit is reported as such.
 
 Writes DIR/fleet-vm-test-<time>/report.txt. Heavy (N TCG boots): run it under
 `flock /work/heavy.lock` on a shared builder.
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import os
 import shutil
 import subprocess
@@ -33,7 +38,7 @@ from pathlib import Path
 
 from buildtools import hosttools
 from buildtools.runner import Runner
-from buildtools.vm import fru, qemu
+from buildtools.vm import fru, hwspec, qemu
 from buildtools.vm.vm_test import (
     AUDIT_WAIT_S,
     SSH_WAIT_S,
@@ -50,6 +55,7 @@ UPLOAD_GUEST_ADDR = "10.0.2.100"  # inside each guest's user network: guestfwd t
 UPLOAD_GUEST_PORT = 8080
 UPLOAD_DEAD_PORT = 8081  # not forwarded: restrict=on drops it, as a server that is down
 UPLOAD_WAIT_S = 300
+UPLOAD_DOWN_WAIT_S = 420  # its unit's RuntimeMaxSec is 360 s
 
 NGINX_CONF = """{user}
 worker_processes 1;
@@ -147,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
     nginx: Nginx | None = None
     vms: list[qemu.Vm] = []
     guests: dict[str, Ssh] = {}
+    serials: dict[str, str] = {}
     try:
         with Runner(run_dir / "fleet-vm-test.log") as runner:
             hosttools.ensure("fleet_vm_test", runner)
@@ -175,13 +182,14 @@ def run(args: argparse.Namespace) -> int:
                 (run_dir / f"{name}-qemu-argv.txt").write_text("\n".join(argv) + "\n")
                 vm = qemu.Vm(argv, run_dir / f"{name}-qemu-stderr.log")
                 vms.append(vm.__enter__())
+                serials[name] = str(guest_hw.system.get("serial", ""))
                 guests[name] = Ssh(key=args.ssh_key, port=port, known_hosts=run_dir / f"{name}-kh")
             for (name, ssh), vm in zip(guests.items(), vms, strict=True):
                 lines.append(f"{name}: SSH after {wait_for_ssh(ssh, vm, SSH_WAIT_S):.0f} s")
             for (name, ssh), vm in zip(guests.items(), vms, strict=True):
                 lines.append(f"{name}: audit done {wait_for_audit(ssh, vm, AUDIT_WAIT_S):.0f} s")
             ok = _playbook(args, run_dir, guests, lines)
-            ok = _uploads(run_dir, guests, nginx, lines) and ok
+            ok = _uploads(run_dir, guests, serials, nginx, lines) and ok
     except (VmTestError, hosttools.HostToolsError, qemu.QemuError) as exc:
         lines.append(f"FAIL: {exc}")
         ok = False
@@ -210,8 +218,11 @@ def _playbook(
     )
     audits = run_dir / "pulled" / "audits"
     extra = ["-e", f"bee_audits_dir={audits}", "-e", f"bee_agent_dir={REPO / 'agent'}"]
-    if args.spec:
-        extra += ["-e", f"bee_spec={args.spec}"]
+    spec = args.spec
+    if spec is None:  # the hardware's own spec: guest2, a DIMM short, must be rejected
+        spec = run_dir / "hardware-spec.toml"
+        spec.write_text(hwspec.hardware_spec(qemu.load_hardware()))
+    extra += ["-e", f"bee_spec={spec}"]
     env = dict(os.environ, ANSIBLE_CONFIG=str(PLAYBOOK.parent / "ansible.cfg"))
     start = time.monotonic()
     result = subprocess.run(
@@ -222,16 +233,30 @@ def _playbook(
     lines.append(f"ansible-playbook exit {result.returncode} in {time.monotonic() - start:.0f} s")
     fetched = sorted(p.name for p in audits.glob("guest*.json")) if audits.is_dir() else []
     lines.append(f"fetched: {', '.join(fetched) or 'nothing'}")
-    report = [line.strip(' ",') for line in result.stdout.splitlines() if "DIMMs:" in line]
+    report = [
+        line.strip(' ",')
+        for line in result.stdout.splitlines()
+        if "DIMMs:" in line or "Verdicts:" in line or "Verdict:" in line
+    ]
     lines.extend(f"report: {line}" for line in report)
     wanted = {f"{name}.json" for name in guests}
+    checked = sorted(p.name for p in audits.glob("guest*.check.json")) if audits.is_dir() else []
+    lines.append(f"bee check on the guests: {', '.join(checked) or 'nothing'}")
     # Two guests tie ("no majority: guest2: ...; guest1: ..."); with more, guest2 is the odd one.
     named = any(line.startswith("DIMMs: ") and "guest2: 1 DIMM" in line for line in report)
-    return result.returncode == 0 and wanted <= set(fetched) and named
+    judged = args.spec is not None or any(
+        line == f"Verdicts: {len(guests) - 1} ACCEPT, 1 REJECT" for line in report
+    )
+    return result.returncode == 0 and wanted <= set(fetched) and named and judged
 
 
-def _uploads(run_dir: Path, guests: dict[str, Ssh], nginx: Nginx, lines: list[str]) -> bool:
-    """What bee-upload.service PUT at boot, if the image has it."""
+def _uploads(
+    run_dir: Path, guests: dict[str, Ssh], serials: dict[str, str], nginx: Nginx, lines: list[str]
+) -> bool:
+    """What bee-upload.service PUT at boot, if the image has it: for every guest whose server
+    is up, `<serial>-<boot id>.json` byte for byte the guest's document, its .sha256 right,
+    the outcome in the guest's journal and motd; the last guest (server down) fully booted while
+    its upload retries, then the failure in its journal and motd, and nothing of it stored."""
     ssh = guests["guest1"]
     has_unit = ssh.run("test -f /etc/systemd/system/bee-upload.service").returncode == 0
     if not has_unit:
@@ -239,42 +264,118 @@ def _uploads(run_dir: Path, guests: dict[str, Ssh], nginx: Nginx, lines: list[st
         return True
     *up, down = guests.items()
     end = time.monotonic() + UPLOAD_WAIT_S
-    while time.monotonic() < end and len(list(nginx.folder.glob("*.json"))) < len(up):
+    while time.monotonic() < end and len(list(nginx.folder.glob("*.json.sha256"))) < len(up):
         time.sleep(3)
+    ok = True
     for name, ssh in up:
-        status = _ask(ssh, "cat /run/bee/upload-status")
-        (run_dir / f"{name}-upload-status").write_text(status)
-        result = next((x for x in status.splitlines() if x.startswith("result=")), "none")
-        lines.append(f"upload: {name}: {result}; motd: " + _motd_upload(ssh))
+        ok = (
+            _landed(run_dir, name, ssh, serial=serials[name], folder=nginx.folder, lines=lines)
+            and ok
+        )
     # The guest whose server is down: booted all the way while bee upload still retries.
     name, ssh = down
-    states = (
-        ssh.run(
-            "systemctl is-active multi-user.target bee-audit.service bee-upload.service; "
-            "systemctl is-system-running"
-        )
-        .stdout.decode(errors="replace")
-        .split()
-    )
+    states = _ask(
+        ssh,
+        "systemctl is-active multi-user.target bee-audit.service bee-upload.service; "
+        "systemctl is-system-running",
+    ).split()
     lines.append(f"upload: {name} (server down): multi-user, audit, upload, system: {states}")
-    lines.append(f"upload: {name}: motd: {_motd_upload(ssh)}")
+    lines.append(f"upload: {name}: motd while retrying: {_motd_upload(ssh)}")
+    # multi-user.target is ordered after the units it wants: it is reached as the upload starts.
+    times = _ask(
+        ssh,
+        "systemctl show -P ExecMainStartTimestampMonotonic bee-upload.service; "
+        "systemctl show -P ActiveEnterTimestampMonotonic multi-user.target",
+    ).split()
+    if len(times) == 2 and all(t.isdigit() for t in times):
+        start_us, target_us = (int(t) for t in times)
+        lines.append(
+            f"upload: {name}: upload started {start_us / 1e6:.1f} s after boot, multi-user.target "
+            f"reached {target_us / 1e6:.1f} s"
+        )
     held = states[:3] != ["active", "active", "active"] or states[3:] not in (
         ["running"],
         ["degraded"],
     )
+    ok = ok and not held
+    # Then its end: the unit's own time limit (300 s from the audit's end), failed, in words.
+    end = time.monotonic() + UPLOAD_DOWN_WAIT_S
+    while time.monotonic() < end and _still_running(ssh, "bee-upload.service"):
+        time.sleep(10)
+    status = _ask(ssh, "cat /run/bee/upload-status")
+    (run_dir / f"{name}-upload-status").write_text(status)
+    journal = _ask(ssh, "journalctl -b -u bee-upload.service -o cat --no-pager")
+    (run_dir / f"{name}-upload-journal.txt").write_text(journal)
+    failed = [x for x in journal.splitlines() if x.startswith("bee upload: FAILED")]
+    motd = _motd_upload(ssh)
+    lines.append(f"upload: {name}: journal: {failed[-1] if failed else '(no FAILED line)'}")
+    lines.append(f"upload: {name}: {_field(status, 'result')}, "
+                 f"{_field(status, 'attempts')} attempts in {_field(status, 'seconds')} s; "
+                 f"motd: {motd}")  # fmt: skip
+    stray = sorted(p.name for p in nginx.folder.glob(f"{serials[name]}-*"))
+    ok = ok and bool(failed) and _field(status, "result") == "failed" and "FAILED" in motd
+    ok = ok and not stray
     stored = sorted(p.name for p in nginx.folder.iterdir())
     lines.append(f"upload: nginx holds {', '.join(stored) or 'nothing'}")
+    temp = sorted(p.name for p in (nginx.base / "body").iterdir())
+    lines.append(f"upload: nginx body temp files left: {len(temp)}")
     pushed = run_dir / "pushed.html"
     report = subprocess.run(
         [sys.executable, "-m", "bee", "report", str(nginx.folder), "-o", str(pushed)],
         cwd=REPO / "agent", capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     lines.extend(f"upload report: {line}" for line in report.stdout.splitlines()[:4])
-    docs = list(nginx.folder.glob("*.json"))
-    sums = list(nginx.folder.glob("*.json.sha256"))
-    count = len(up)
-    pushed_ok = len(docs) == count == len(sums) and f"{count} nodes, 0 files" in report.stdout
-    return pushed_ok and not held
+    nodes = f"{len(up)} node{'s' if len(up) != 1 else ''}, 0 files skipped"
+    return ok and nodes in report.stdout and not temp
+
+
+def _landed(
+    run_dir: Path, name: str, ssh: Ssh, *, serial: str, folder: Path, lines: list[str]
+) -> bool:
+    """One guest's boot upload: under the name the issue gives, whole, with its sha256."""
+    boot_id = _ask(ssh, "cat /proc/sys/kernel/random/boot_id").strip()
+    expected = f"{serial}-{boot_id}.json"
+    stored = folder / expected
+    status = _ask(ssh, "cat /run/bee/upload-status")
+    (run_dir / f"{name}-upload-status").write_text(status)
+    journal = _ask(ssh, "journalctl -b -u bee-upload.service -o cat --no-pager")
+    (run_dir / f"{name}-upload-journal.txt").write_text(journal)
+    sent = [x for x in journal.splitlines() if x.startswith("bee upload: ")]
+    motd = _motd_upload(ssh)
+    pulled = run_dir / "pulled" / "audits" / f"{name}.json"  # the playbook's copy, over SSH
+    same = stored.is_file() and pulled.is_file() and stored.read_bytes() == pulled.read_bytes()
+    digest = hashlib.sha256(stored.read_bytes()).hexdigest() if stored.is_file() else "-"
+    sidecar = folder / f"{expected}.sha256"
+    side = sidecar.read_text(errors="replace") if sidecar.is_file() else ""
+    check = subprocess.run(
+        ["sha256sum", "-c", sidecar.name], cwd=folder, capture_output=True, text=True,
+        timeout=60, check=False,
+    )  # fmt: skip
+    lines.append(
+        f"upload: {name}: {expected} {'stored' if stored.is_file() else 'MISSING'}"
+        f"{', same bytes as the node' if same else ', NOT the node document'}; "
+        f"sha256 {digest[:16]}...: .sha256 {'matches' if side.split()[:1] == [digest] else 'WRONG'}"
+        f", sha256sum -c: {check.stdout.strip() or check.stderr.strip()}"
+    )
+    lines.append(f"upload: {name}: journal: {sent[-1] if sent else '(no bee upload line)'}")
+    lines.append(f"upload: {name}: status {_field(status, 'result')}; motd: {motd}")
+    return (
+        same
+        and side.split()[:1] == [digest]
+        and check.returncode == 0
+        and _field(status, "result") == "ok"
+        and _field(status, "name") == expected
+        and any(expected in x and " sent to " in x for x in sent)
+        and motd.startswith("Upload: sent to ")
+    )
+
+
+def _still_running(ssh: Ssh, unit: str) -> bool:
+    return _ask(ssh, f"systemctl is-active {unit}").strip() in ("active", "activating", "")
+
+
+def _field(status: str, key: str) -> str:
+    return next((x[len(key) + 1 :] for x in status.splitlines() if x.startswith(f"{key}=")), "")
 
 
 def _ask(ssh: Ssh, command: str) -> str:
@@ -301,7 +402,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ssh-key", type=Path, required=True, help="private key the ISO trusts")
     parser.add_argument("--guests", type=int, default=2)
     parser.add_argument("--out", type=Path, default=REPO / "dist")
-    parser.add_argument("--spec", type=Path, help="also run bee check on each guest (bee_spec)")
+    parser.add_argument(
+        "--spec",
+        type=Path,
+        help="bee check each guest against this spec (bee_spec); default: the hardware's own "
+        "spec (buildtools/vm/hwspec.py), which guest2, a DIMM short, must fail",
+    )
     parser.add_argument(
         "--ansible-playbook",
         default=shutil.which("ansible-playbook")
