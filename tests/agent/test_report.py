@@ -79,6 +79,15 @@ def test_one_node_that_lacks_a_dimm_is_named_against_the_other_63(tmp_path, qemu
     assert "2 groups of identical hardware (63, 1 nodes)" in summary
 
 
+def test_one_node_alone_is_counted_in_the_singular(tmp_path, qemu_document):
+    """What the QEMU fleet test's pushed folder gave: one node (the other's server was down)."""
+    fleet = analyse(load([str(fleet_of(tmp_path, qemu_document, 1, {}))]))
+    summary = text.summary(fleet)
+    assert summary.startswith("bee report: 1 node, 0 files skipped\n")
+    assert "1 group of identical hardware (1 node)\n" in summary
+    assert "One node: nothing to compare it with." in summary
+
+
 def test_a_section_that_timed_out_is_a_difference_never_a_match(tmp_path, qemu_document):
     timed_out = copy.deepcopy(qemu_document)
     timed_out["storage"] = None

@@ -27,7 +27,8 @@ def headline(fleet: Fleet) -> list[str]:
     if len(fleet.groups) > GROUP_SIZES_SHOWN:
         sizes += ", ..."
     lines.append(
-        f"Hardware: {_plural(len(fleet.groups), 'group')} of identical hardware ({sizes} nodes)"
+        f"Hardware: {_plural(len(fleet.groups), 'group')} of identical hardware "
+        f"({sizes} node{'s' if len(nodes) != 1 else ''})"
     )
     return lines
 
@@ -40,6 +41,8 @@ def summary(fleet: Fleet) -> str:
         if found:
             lines.append("Differs from the majority:")
             lines.extend(f"  {d.field.label}: {d.sentence()}" for d in found)
+        elif len(fleet.nodes) == 1:
+            lines.append("One node: nothing to compare it with.")
         else:
             lines.append(f"All {len(fleet.nodes)} nodes agree on every field.")
         for serial, names in fleet.shared_serials:
