@@ -57,6 +57,7 @@ TOOLS: dict[str, str] = {
     # the bench's shims for the synthetic host's tools
     "sleep": "coreutils",
     "cat": "coreutils",
+    "sha256sum": "coreutils",  # the operator's check of an uploaded document (vm/fleet_test.py)
     # the container build
     "podman": "podman",
     "runc": "runc",  # podman's runtime where crun refuses hybrid cgroups
@@ -73,7 +74,7 @@ SESSIONS: dict[str, tuple[str, ...]] = {
     "nvidia_modules": _NVIDIA,
     "nvidia_bootcheck": (*_NVIDIA, "qemu-system-x86_64"),
     "vm_test": ("qemu-system-x86_64", "ssh", "ssh-keygen", "xorriso", "tar"),
-    "fleet_vm_test": ("qemu-system-x86_64", "ssh", "xorriso", "nginx"),
+    "fleet_vm_test": ("qemu-system-x86_64", "ssh", "xorriso", "nginx", "sha256sum"),
     "build_netboot": ("xorriso",),
     # Only where no engine is installed (docker, when present, is used as it is), and runc only
     # where podman's crun refuses the host's hybrid cgroups (image/container.py).
