@@ -131,16 +131,30 @@ def test_bad_input_gives_an_empty_section_with_an_error(text):
 @settings(max_examples=150, deadline=10_000)
 @given(st.text(max_size=400))
 def test_never_raises_on_arbitrary_text(text):
-    parse(text)
-    parse("<nvidia_smi_log><gpu id='x'>" + text)
-    nvidia_smi.parse_proc_information(text)
+    for body in (text, "<nvidia_smi_log><gpu id='x'>" + text):
+        assert_read_from(body, parse(body))
+    gpu = nvidia_smi.parse_proc_information(text)
+    assert gpu.index == 0 and gpu.problems == []
+    for value in (gpu.name, gpu.uuid, gpu.vbios_version, gpu.pci_bus_id):
+        assert value is None or value in text
+
+
+def assert_read_from(text: str, section: nvidia_smi.NvidiaSection) -> None:
+    """What any input gives: a valid section; no GPU without a <gpu> element for it; names and
+    UUIDs only as the text has them; nothing read is never silent (an error says why)."""
+    assert_section_valid("nvidia", section)
+    assert len(section.gpus) <= text.count("<gpu")
+    for gpu in section.gpus:
+        assert gpu.uuid is None or gpu.uuid in text
+        assert gpu.name is None or gpu.name in text
+    assert section.gpus or section.errors
 
 
 @settings(max_examples=40, deadline=10_000, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_never_raises_on_fixtures_with_lines_dropped_duplicated_or_cut(data):
     text = mangle(data, data.draw(st.sampled_from(FIXTURE_FILES)).read_text())
-    parse(text)
+    assert_read_from(text, parse(text))
 
 
 @pytest.mark.parametrize(
@@ -233,6 +247,67 @@ def test_collector_takes_a_hung_nvidia_smi_as_a_timeout_and_falls_back(tmp_path)
     section = nvidia_smi.collect(probe)
     assert section is not None and section.source == "procfs" and len(section.gpus) == 1
     assert probe.errors == ["nvidia-smi -q -x: timed out after 1.5 s"]
+
+
+def test_a_hung_nvidia_smi_is_a_critical_finding_on_every_gpu_it_left_unread(tmp_path):
+    """A hang is the driver or a GPU stuck (D state): no GPU of it may look healthy, and the
+    bus reconciliation, which sees every GPU listed, must not hide it (review B.1.2)."""
+    probe = Probe(ReplayRunner(h200_capture(tmp_path, rc=124, stdout="")), "nvidia")
+    section = nvidia_smi.collect(probe)
+    [gpu] = section.gpus
+    assert gpu.problems == [
+        "nvidia-smi hung before reading this GPU (nvidia-smi -q -x: timed out after 1.5 s)"
+    ]
+    pcie = lspci.parse(H200_LSPCI.read_text())
+    found = nvidia_smi.findings({"nvidia": section, "pcie": pcie})
+    assert [(f.severity, f.subject) for f in found] == [("critical", gpu.uuid)]
+    assert "nvidia-smi hung" in found[0].message
+    assert_section_valid("nvidia", section)
+
+
+def test_a_gpu_without_procfs_information_keeps_its_own_failure(tmp_path):
+    """/proc/driver/nvidia/gpus/<bdf> without a readable information file and no answer to
+    `-i <bdf>`: that GPU is listed by its bus id with its problem; the healthy GPU after it
+    stays healthy (review B.1.1: the failure was keyed to the next GPU's index)."""
+    silent = "0000:00:05.0"
+    capture = write_capture(
+        tmp_path,
+        [
+            (list(nvidia_smi.ARGV), 15, NO_HANDLE),
+            ([*nvidia_smi.ARGV, "-i", silent], 6, NO_DEVICE),
+            ([*nvidia_smi.ARGV, "-i", H200_BDF], 0, H200_BY_BDF.read_text()),
+        ],
+        {
+            "/proc/driver/nvidia/version": H200_PROC_VERSION.read_text(),
+            f"/proc/driver/nvidia/gpus/{H200_BDF}/information": H200_PROC_INFO.read_text(),
+        },
+        {"/proc/driver/nvidia/gpus": [silent, H200_BDF]},
+    )
+    section = nvidia_smi.collect(Probe(ReplayRunner(capture), "nvidia"))
+    assert section.source == "nvidia-smi per GPU"
+    lost, healthy = section.gpus
+    assert (lost.index, lost.pci_address, lost.uuid, lost.name) == (0, silent, None, None)
+    assert lost.problems == [
+        "nvidia-smi cannot read this GPU (nvidia-smi -q -x -i 0000:00:05.0: exit 6: "
+        "No devices were found)"
+    ]
+    assert (healthy.index, healthy.pci_address, healthy.problems) == (1, H200_BDF, [])
+    assert healthy.serial == "1653724032862"
+    found = nvidia_smi.findings({"nvidia": section, "pcie": None})
+    assert [(f.severity, f.subject) for f in found] == [("critical", silent)]
+    assert_section_valid("nvidia", section)
+
+
+def test_gpus_no_nvidia_smi_call_could_read_are_a_warning_each(tmp_path):
+    """Every GPU failed alike (the tool, not the GPUs): not blamed on the GPU, but its health
+    was not read, so it is a warning finding, never silently healthy."""
+    stdout = "Failed to initialize NVML: Driver/library version mismatch\n"
+    capture = h200_capture(tmp_path, rc=18, stdout=stdout, per_gpu=[(H200_BDF, 18, stdout)])
+    section = nvidia_smi.collect(Probe(ReplayRunner(capture), "nvidia"))
+    [gpu] = section.gpus
+    found = nvidia_smi.findings({"nvidia": section, "pcie": None})
+    assert [(f.severity, f.subject) for f in found] == [("warning", gpu.uuid)]
+    assert "health not read" in found[0].message
 
 
 def test_collector_keeps_the_gpus_of_a_failed_call(tmp_path):

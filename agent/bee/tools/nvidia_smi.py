@@ -463,19 +463,28 @@ def _failure(result: CommandResult) -> str:
     return f"{' '.join(result.argv)}: exit {result.returncode}{suffix}"
 
 
-def _per_gpu(probe: Probe, driver: str | None, errors: list[str], *, ask: bool) -> NvidiaSection:
+def _per_gpu(
+    probe: Probe, driver: str | None, errors: list[str], *, hung: str | None
+) -> NvidiaSection:
     """The whole call gave no GPU: ask nvidia-smi about each GPU the driver knows, by bus id.
 
     A GPU that fell off the bus breaks `nvidia-smi -q -x` for all; asked one by one, the
-    healthy GPUs answer in full. Those that do not keep what /proc/driver/nvidia knows.
+    healthy GPUs answer in full. Those that do not keep what /proc/driver/nvidia knows. After
+    a hang (`hung`: why) nvidia-smi is not asked again and every GPU carries the hang.
     """
     gpus: list[Gpu] = []
     failed: dict[int, str] = {}
     header: NvidiaSection | None = None
     for entry in sorted(probe.list_dir(PROC_GPUS) or []):
         text = probe.read_text(f"{PROC_GPUS}/{entry}/information")
-        gpu = parse_proc_information(text, len(gpus)) if text else None
-        if ask:
+        # The directory is the driver's word that a GPU is there, even with no readable
+        # information: it is listed by its bus id, so a failure below stays its own.
+        gpu = parse_proc_information(text or "", len(gpus))
+        if gpu.pci_address is None:
+            gpu = replace(gpu, pci_address=normalise_pci_address(entry), pci_bus_id=entry)
+        if hung is not None:
+            gpu = replace(gpu, problems=[f"nvidia-smi hung before reading this GPU ({hung})"])
+        else:
             result = probe.run((*ARGV, "-i", entry), timeout_s=PER_GPU_TIMEOUT_S, check=False)
             one = parse(result.stdout) if result.stdout.strip() else None
             if one is not None and one.gpus:
@@ -485,14 +494,12 @@ def _per_gpu(probe: Probe, driver: str | None, errors: list[str], *, ask: bool) 
                 errors.append(message)
                 probe.error(message)
                 failed[len(gpus)] = message
-        if gpu is not None:
-            gpus.append(gpu)
+        gpus.append(gpu)
     if header is not None:
         # Others answered, so these GPUs themselves are in trouble, not the tool.
         for index, message in failed.items():
-            if index < len(gpus):
-                problem = f"nvidia-smi cannot read this GPU ({message})"
-                gpus[index] = replace(gpus[index], problems=[*gpus[index].problems, problem])
+            problem = f"nvidia-smi cannot read this GPU ({message})"
+            gpus[index] = replace(gpus[index], problems=[*gpus[index].problems, problem])
     return NvidiaSection(
         source="nvidia-smi per GPU" if header is not None else "procfs",
         driver_version=(header.driver_version if header else None) or driver,
@@ -523,7 +530,7 @@ def collect(probe: Probe) -> NvidiaSection | None:
         probe.error(message)
     if section is None or not section.gpus:
         # After a hang, asking again per GPU would only hang again: procfs alone then.
-        return _per_gpu(probe, driver, errors, ask=not result.timed_out)
+        return _per_gpu(probe, driver, errors, hung=errors[0] if result.timed_out else None)
     return NvidiaSection(
         source=section.source,
         driver_version=section.driver_version or driver,
@@ -581,7 +588,7 @@ def findings(sections: dict[str, object]) -> list[Finding]:
             )
         )
     for gpu in nvidia.gpus if nvidia else []:
-        found.extend(_gpu_findings(gpu))
+        found.extend(_gpu_findings(gpu, unread=nvidia.source == "procfs"))
     found.extend(_duplicate_uuids(nvidia.gpus if nvidia else []))
     return found
 
@@ -605,7 +612,8 @@ def _duplicate_uuids(gpus: list[Gpu]) -> list[Finding]:
     ]
 
 
-def _gpu_findings(gpu: Gpu) -> list[Finding]:
+def _gpu_findings(gpu: Gpu, *, unread: bool) -> list[Finding]:
+    """unread: no nvidia-smi call read this GPU (only /proc/driver/nvidia listed it)."""
     subject = gpu.uuid or gpu.pci_address or f"GPU {gpu.index}"
     label = f"GPU {gpu.index} ({gpu.name or 'unknown'}, {gpu.pci_address or 'no bus id'})"
     # (severity, text, persistence): remapped rows, retired pages and aggregate ECC live in the
@@ -613,6 +621,10 @@ def _gpu_findings(gpu: Gpu) -> list[Finding]:
     problems: list[tuple[str, str, str]] = []
     if gpu.problems:
         problems.append(("critical", "reports " + "; ".join(gpu.problems[:3]), "current"))
+    elif unread:
+        # Every call failed alike (the tool, not this GPU): unknown, never healthy.
+        text = "health not read: nvidia-smi gave no data (see errors)"
+        problems.append(("warning", text, "current"))
     if gpu.remapped_rows_failure:
         problems.append(("critical", "row remapping failed: the GPU needs service", "persistent"))
     if gpu.ecc_volatile_uncorrectable:
