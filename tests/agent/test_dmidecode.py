@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -164,6 +166,33 @@ def test_uuid_all_f_is_not_an_identity():
     assert dmidecode.clean_uuid("Not Settable") == (None, "Not Settable")
 
 
+QEMU_T0123 = FIXTURES / "dmidecode" / "qemu-q35-t0123.txt"
+
+
+@pytest.mark.parametrize(
+    "placeholder",
+    [
+        # AMI's default, seen on Supermicro, ASRock and Gigabyte boards nobody programmed.
+        "03000200-0400-0500-0006-000700080009",
+        # The same bytes as dmidecode prints them for SMBIOS < 2.6 (no byte swap).
+        "00020003-0004-0005-0006-000700080009",
+        # OnlineLabs (realworld Solvik_netbox-agent__OnlineLabs-unknown.txt) and others.
+        "12345678-1234-5678-90AB-CDDEEFAABBCC",
+        "78563412-3412-7856-90ab-cddeefaabbcc",
+    ],
+)
+def test_well_known_placeholder_uuids_are_not_identities(placeholder):
+    """A fleet deduplicated by UUID would merge every machine shipping one (review B.1.9)."""
+    text = QEMU_T0123.read_text().replace("3a1d6f30-9c2e-4b7a-8f11-2d5c6e0b4a17", placeholder)
+    system = parse(text).board.system
+    assert system.uuid is None
+    assert system.placeholders["uuid"] == placeholder
+    # A real one beside it is kept, lower case, as before.
+    assert parse(QEMU_T0123.read_text()).board.system.uuid == (
+        "3a1d6f30-9c2e-4b7a-8f11-2d5c6e0b4a17"
+    )
+
+
 def test_records_indented_with_spaces_and_repeated_keys():
     text = (
         "Handle 0x0001, DMI type 1, 27 bytes\nSystem Information\n"
@@ -189,7 +218,41 @@ def test_fixtures_match_the_schemas(path):
 @settings(max_examples=150, deadline=10_000)
 @given(st.text(max_size=400))
 def test_never_raises_on_arbitrary_text(text):
-    parse(text)
+    assert_read_from(text, parse(text))
+
+
+HANDLE_LINE = re.compile(r"Handle 0x[0-9A-Fa-f]")
+# Identity fields, copied from the text as they are (a UUID in lower case), never made up.
+COPIED_FIELDS = ("serial", "part_number", "uuid", "asset_tag", "product", "locator")
+
+
+def assert_read_from(text: str, parsed: dmidecode.Smbios) -> None:
+    """What any input gives: valid sections; one record per `Handle 0x..` line and nothing
+    without one; identity strings only as the text has them."""
+    assert_smbios_valid(parsed)
+    assert parsed.record_count == sum(
+        1 for line in text.splitlines() if HANDLE_LINE.match(line.strip())
+    )
+    if parsed.record_count == 0:
+        assert (parsed.board, parsed.cpu, parsed.memory, parsed.power_supplies) == (
+            None,
+            None,
+            None,
+            [],
+        )
+    lowered = text.lower()
+
+    def walk(value: object) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if key in COPIED_FIELDS and isinstance(item, str):
+                    assert item.lower() in lowered, (key, item)
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(to_jsonable(parsed))
 
 
 DMI_ALPHABET = st.sampled_from(
@@ -207,6 +270,10 @@ DMI_ALPHABET = st.sampled_from(
         "\tUUID: 00000000-0000-0000-0000-000000000000\n",
         "\tUse: Video Memory\n",
         "Processor Information\n",
+        "Handle 0x0003, DMI type 1, 27 bytes\n",
+        "System Information\n",
+        "\tSerial Number: S411294X9C07713\n",
+        "\tPart Number: M393A4K40DB3-CWE\n",
         ":\n",
         "\n",
         "\t",
@@ -218,7 +285,8 @@ DMI_ALPHABET = st.sampled_from(
 @settings(max_examples=150, deadline=10_000)
 @given(st.lists(DMI_ALPHABET, max_size=40))
 def test_never_raises_on_shuffled_dmidecode_lines(parts):
-    assert_smbios_valid(parse("".join(parts)))
+    text = "".join(parts)
+    assert_read_from(text, parse(text))
 
 
 @settings(
@@ -228,7 +296,7 @@ def test_never_raises_on_shuffled_dmidecode_lines(parts):
 @pytest.mark.parametrize("path", FIXTURE_FILES, ids=lambda p: p.name)
 def test_never_raises_on_real_fixtures_with_lines_dropped_duplicated_or_cut(path, data):
     text = mangle(data, path.read_text())
-    assert_smbios_valid(parse(text))
+    assert_read_from(text, parse(text))
 
 
 # -- collectors through a replay ------------------------------------------------------------
@@ -335,6 +403,8 @@ def test_memory_collector_marks_vm_phantom_slots_from_sysfs(tmp_path):
 
 # What a person reading each file sees: file stem fragment -> expected values.
 SPOT_CHECKS = {
+    # Its UUID is the well-known placeholder 12345678-1234-5678-90AB-CDDEEFAABBCC.
+    "Solvik_netbox-agent__OnlineLabs-unknown": {"uuid": None},
     "glpi-project_glpi-agent__dell-r640-1": {
         "serial": "6J29H63",
         "product": "PowerEdge R640",
@@ -378,6 +448,7 @@ def test_realworld_outputs_parse_and_match_the_schemas(path):
     for key, value in expected.items():
         actual = {
             "serial": lambda: board.system.serial,
+            "uuid": lambda: board.system.uuid,
             "product": lambda: board.system.product,
             "hypervisor": lambda: board.hypervisor,
             "populated_dimms": lambda: memory.populated_count,

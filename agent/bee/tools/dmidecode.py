@@ -139,13 +139,38 @@ class _Fields:
         return None
 
 
+def _smbios_byte_order(hex_digits: str) -> str:
+    """The other of the two ways dmidecode prints one UUID: SMBIOS 2.6 made its first three
+    fields little-endian, so the same 16 bytes read differently before and after."""
+    if len(hex_digits) != 32:
+        return hex_digits
+    swapped = [hex_digits[:8], hex_digits[8:12], hex_digits[12:16]]
+    return "".join(
+        "".join(field[i : i + 2] for i in range(len(field) - 2, -1, -2)) for field in swapped
+    ) + hex_digits[16:]
+
+
+# UUIDs firmware ships unprogrammed on many machines at once: AMI's default (Supermicro, ASRock,
+# Gigabyte boards) and OnlineLabs'. Each is matched in both byte orders.
+_PLACEHOLDER_UUIDS = frozenset(
+    hexed
+    for u in ("03000200040005000006000700080009", "123456781234567890abcddeefaabbcc")
+    for hexed in (u, _smbios_byte_order(u))
+)
+
+
 def clean_uuid(value: str | None) -> tuple[str | None, str | None]:
-    """(uuid, raw placeholder): all-zero, all-F and 'Not Settable' UUIDs are not identities."""
+    """(uuid, raw placeholder): all-zero, all-F, 'Not Settable' and the well-known unprogrammed
+    UUIDs are not identities (a fleet deduplicated by UUID would merge those machines)."""
     if value is None:
         return None, None
     text = value.strip()
     hex_digits = text.replace("-", "").lower()
-    if is_placeholder(text) or (hex_digits and _SAME_CHAR.match(hex_digits)):
+    if (
+        is_placeholder(text)
+        or (hex_digits and _SAME_CHAR.match(hex_digits))
+        or hex_digits in _PLACEHOLDER_UUIDS
+    ):
         return None, (text or None)
     # A malformed UUID (some firmware prints 35 hex digits) is still what the machine says.
     return text.lower(), None
