@@ -145,9 +145,12 @@ def _smbios_byte_order(hex_digits: str) -> str:
     if len(hex_digits) != 32:
         return hex_digits
     swapped = [hex_digits[:8], hex_digits[8:12], hex_digits[12:16]]
-    return "".join(
-        "".join(field[i : i + 2] for i in range(len(field) - 2, -1, -2)) for field in swapped
-    ) + hex_digits[16:]
+    return (
+        "".join(
+            "".join(field[i : i + 2] for i in range(len(field) - 2, -1, -2)) for field in swapped
+        )
+        + hex_digits[16:]
+    )
 
 
 # UUIDs firmware ships unprogrammed on many machines at once: AMI's default (Supermicro, ASRock,
