@@ -104,6 +104,7 @@ check_audit() {
 		fail audit-file "$AUDIT missing or empty"
 		return
 	fi
+	# The document's form, then its content: the audit on this image read the machine.
 	if out=$(python3 - "$AUDIT" 2>&1 <<'PY'
 import json, sys
 try:
@@ -117,14 +118,40 @@ missing = [key for key in ("schema_version", "collectors", "errors") if key not 
 if missing:
     sys.exit("missing keys: " + ", ".join(missing))
 # The sections are the collectors bee ran (its registry): each has its key, object or null.
-if not isinstance(doc["collectors"], dict) or not doc["collectors"]:
+collectors = doc["collectors"]
+if not isinstance(collectors, dict) or not collectors:
     sys.exit("collectors is not a non-empty object")
-missing = [key for key in doc["collectors"] if key not in doc]
+missing = [key for key in collectors if key not in doc]
 if missing:
     sys.exit("missing sections: " + ", ".join(missing))
-if not isinstance(doc["errors"], list):
+errors = doc["errors"]
+if not isinstance(errors, list):
     sys.exit("errors is not a list")
-print(f"schema {doc['schema_version']}, {len(doc['errors'])} collector error(s)")
+version = doc["schema_version"]
+status = {k: v.get("status") if isinstance(v, dict) else None for k, v in collectors.items()}
+problems = []
+if type(version) is not int or version < 1:
+    problems.append(f"schema_version {version!r} is not a version number")
+unfinished = [f"{k} {v}" for k, v in status.items() if v not in ("ok", "empty")]
+if unfinished:
+    problems.append("collectors that did not finish: " + ", ".join(unfinished))
+hollow = [k for k, v in status.items() if v == "ok" and not isinstance(doc[k], dict)]
+if hollow:
+    problems.append("ok but no section: " + ", ".join(hollow))
+# Every machine bee boots on has CPUs, memory and a PCI bus.
+unread = [k for k in ("cpu", "memory", "pcie") if status.get(k) != "ok"]
+if unread:
+    problems.append("not read: " + ", ".join(unread))
+if errors:
+    shown = "; ".join(
+        f"{e.get('collector')}: {e.get('message')}" if isinstance(e, dict) else repr(e)
+        for e in errors[:3]
+    )
+    problems.append(f"{len(errors)} collector error(s): {shown}")
+if problems:
+    sys.exit("; ".join(problems))
+read = sum(1 for v in status.values() if v == "ok")
+print(f"schema {version}, {read} of {len(status)} sections read, no collector errors")
 PY
 	); then
 		pass audit-file "$AUDIT: $out"

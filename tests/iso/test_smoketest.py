@@ -17,10 +17,12 @@ import pytest
 
 from bee.registry import section_names
 from buildtools.image import staging
+from conftest import run_bee
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKETEST = REPO / "iso" / "builder" / "smoketest.sh"
 FIXTURES = REPO / "fixtures"
+QEMU_CAPTURE = REPO / "tests" / "vm" / "qemu-q35" / "bee-capture"
 SECTIONS = section_names()
 
 
@@ -39,39 +41,72 @@ def lines(result: subprocess.CompletedProcess[str]) -> list[str]:
     return [line for line in result.stdout.splitlines() if not line.startswith("smoke:")]
 
 
-def audit_doc(**changes: object) -> dict[str, object]:
-    doc: dict[str, object] = {"schema_version": "1", "errors": []}
-    doc["collectors"] = {section: {"status": "ok"} for section in SECTIONS}
-    doc.update({section: None if section in ("psu", "nvidia") else {} for section in SECTIONS})
-    doc.update(changes)
-    return doc
+@pytest.fixture(scope="module")
+def real_doc(tmp_path_factory) -> dict[str, object]:
+    """A document as bee writes it: `bee audit --replay` of the QEMU guest's capture."""
+    out = tmp_path_factory.mktemp("audit") / "audit.json"
+    result = run_bee("audit", "--replay", str(QEMU_CAPTURE), "--no-qr", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    return json.loads(out.read_text())
 
 
-def test_audit_check_passes_on_a_complete_document(tmp_path: Path) -> None:
+def check_audit(tmp_path: Path, doc: object) -> subprocess.CompletedProcess[str]:
     audit = tmp_path / "audit.json"
-    audit.write_text(json.dumps(audit_doc(errors=[{"collector": "psu"}])))
-    result = smoke("check_audit", BEE_SMOKE_AUDIT=str(audit))
+    audit.write_text(doc if isinstance(doc, str) else json.dumps(doc))
+    return smoke("check_audit", BEE_SMOKE_AUDIT=str(audit))
+
+
+def test_audit_check_passes_on_a_real_document(tmp_path: Path, real_doc) -> None:
+    result = check_audit(tmp_path, real_doc)
     assert result.returncode == 0, result.stdout
-    assert lines(result) == [f"PASS audit-file: {audit}: schema 1, 1 collector error(s)"]
+    read = sum(1 for entry in real_doc["collectors"].values() if entry["status"] == "ok")
+    assert lines(result) == [
+        f"PASS audit-file: {tmp_path / 'audit.json'}: schema 1, {read} of {len(SECTIONS)} "
+        "sections read, no collector errors"
+    ]
+
+
+def hollowed(doc: dict[str, object]) -> dict[str, object]:
+    """Every section null, the collectors still saying ok."""
+    return {**doc, **dict.fromkeys(doc["collectors"])}  # type: ignore[arg-type]
+
+
+def with_status(doc: dict[str, object], **statuses: str) -> dict[str, object]:
+    collectors = {k: dict(v) for k, v in doc["collectors"].items()}  # type: ignore[union-attr]
+    for name, value in statuses.items():
+        collectors[name]["status"] = value
+    nulls = {name: None for name, value in statuses.items() if value != "ok"}
+    return {**doc, "collectors": collectors, **nulls}
+
+
+FIFTY_ERRORS = [{"collector": "psu", "message": "ipmitool: exit 1"}] * 50
 
 
 @pytest.mark.parametrize(
-    ("content", "reason"),
+    ("change", "reason"),
     [
-        ("{not json", "not valid JSON"),
-        ("[]", "top level is not an object"),
-        (json.dumps({"schema_version": "1", "errors": []}), "missing keys: collectors"),
-        (json.dumps({**audit_doc(), "collectors": []}), "collectors is not a non-empty object"),
-        (json.dumps({**audit_doc(), "collectors": {"nic": {}}}), "missing sections: nic"),
-        (json.dumps(audit_doc(errors="none")), "errors is not a list"),
-        ("", "missing or empty"),
+        # Content (review B.1.16): each of these passed before.
+        (hollowed, "ok but no section: board, cpu, memory"),
+        (lambda d: {**d, "errors": FIFTY_ERRORS}, "50 collector error(s): psu: ipmitool: exit 1;"),
+        (lambda d: {**d, "schema_version": "1"}, "schema_version '1' is not a version number"),
+        (
+            lambda d: with_status(d, storage="timeout", bmc="failed"),
+            "collectors that did not finish: storage timeout, bmc failed",
+        ),
+        (lambda d: with_status(d, cpu="empty"), "not read: cpu"),
+        # Form.
+        (lambda d: "{not json", "not valid JSON"),
+        (lambda d: "[]", "top level is not an object"),
+        (lambda d: {k: v for k, v in d.items() if k != "collectors"}, "missing keys: collectors"),
+        (lambda d: {**d, "collectors": []}, "collectors is not a non-empty object"),
+        (lambda d: {**d, "collectors": {"nic": {}}}, "missing sections: nic"),
+        (lambda d: {**d, "errors": "none"}, "errors is not a list"),
+        (lambda d: "", "missing or empty"),
     ],
 )
-def test_audit_check_fails_on_a_bad_document(tmp_path: Path, content: str, reason: str) -> None:
-    audit = tmp_path / "audit.json"
-    audit.write_text(content)
-    result = smoke("check_audit", BEE_SMOKE_AUDIT=str(audit))
-    assert result.returncode == 1
+def test_audit_check_fails_on_a_bad_document(tmp_path: Path, real_doc, change, reason) -> None:
+    result = check_audit(tmp_path, change(real_doc))
+    assert result.returncode == 1, result.stdout
     [line] = lines(result)
     assert line.startswith("FAIL audit-file:") and reason in line
 
