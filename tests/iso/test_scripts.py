@@ -68,6 +68,55 @@ def test_bee_nvidia_has_gpu_matches_the_pci_bus() -> None:
     assert result.returncode == (0 if host_has_nvidia_gpu() else 1)
 
 
+def bus_like_this_host(root: Path) -> Path:
+    """This host's PCI functions as sysfs shows them (their real vendor and class files)."""
+    for device in Path("/sys/bus/pci/devices").glob("*"):
+        try:
+            files = {name: (device / name).read_text() for name in ("vendor", "class")}
+        except OSError:
+            continue
+        (root / device.name).mkdir(parents=True)
+        for name, text in files.items():
+            (root / device.name / name).write_text(text)
+    return root
+
+
+@pytest.mark.parametrize(
+    ("added", "has_gpu"),
+    [
+        ({}, False),
+        # The H200 of the lent GPU host: `3D controller [0302]` at 0000:00:06.0 in
+        # fixtures/lspci/h200-firecracker-vmm-nn-D.txt.
+        ({"0000:00:06.0": ("0x10de", "0x030200")}, True),
+        ({"0000:41:00.0": ("0x10de", "0x030000")}, True),  # a VGA-class GPU
+        # A GPU's audio function and an NVSwitch-like bridge: NVIDIA, but no GPU.
+        ({"0000:41:00.1": ("0x10de", "0x040300"), "0000:05:00.0": ("0x10de", "0x068000")}, False),
+    ],
+)
+def test_bee_nvidia_has_gpu_on_a_bus_with_and_without_one(
+    tmp_path: Path, added: dict[str, tuple[str, str]], has_gpu: bool
+) -> None:
+    """The script's own answer on known buses: an `exit 1` every time cannot pass (B.4.2)."""
+    if host_has_nvidia_gpu():
+        pytest.skip("this host has an NVIDIA GPU: its bus is not the no-GPU base")
+    bus = bus_like_this_host(tmp_path / "devices")
+    for address, (vendor, klass) in added.items():
+        (bus / address).mkdir(parents=True)
+        (bus / address / "vendor").write_text(f"{vendor}\n")
+        (bus / address / "class").write_text(f"{klass}\n")
+    result = subprocess.run(
+        ["sh", str(OVERLAY / "usr/local/lib/bee/bee-nvidia"), "has-gpu"],
+        env={**os.environ, "BEE_NVIDIA_SYS_PCI": str(bus)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == (0 if has_gpu else 1), result.stdout + result.stderr
+    expected = "NVIDIA GPU found on the PCI bus" if has_gpu else "no NVIDIA GPU on the PCI bus"
+    assert expected in result.stdout
+
+
 def built_nvidia_modules() -> Path | None:
     """modules/ of a buildtools/nvidia/build.py proprietary cache entry in dist/, if built here."""
     found = sorted((REPO / "dist").glob("nvidia-*-proprietary/modules/nvidia.ko"))
