@@ -83,7 +83,10 @@ def parse_serial(text: str) -> BootResult:
             if kind == "insmod":
                 name, _sep, rest = rest.partition(" ")
             code_text, _sep, message = rest.partition(" ")
-            code = int(code_text.removeprefix("rc=")) if code_text[3:].isdigit() else -1
+            digits = code_text.removeprefix("rc=")
+            # `rc=19`; anything else (a cut line, `rc=²`) is no exit code, never a crash.
+            known = code_text.startswith("rc=") and digits.isascii() and digits.isdigit()
+            code = int(digits) if known else -1
             if kind == "insmod":
                 result.insmod[name] = (code, message.strip())
             else:

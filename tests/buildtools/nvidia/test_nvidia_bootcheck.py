@@ -93,11 +93,45 @@ def test_parse_serial_edge_cases() -> None:
     assert parse_serial("BEE-CHECK insmod x.ko rc=?? junk").insmod["x.ko"][0] == -1
 
 
+def assert_read_from(text: str, result) -> None:
+    """What any serial log gives: nothing without a BEE-CHECK line; exit codes only as the log
+    prints them (`rc=N`), else -1; `done` only when the initramfs said so."""
+    if "BEE-CHECK " not in text:
+        assert result == parse_serial("")
+    for code, _message in [*result.insmod.values(), *([result.smi] if result.smi else [])]:
+        assert code == -1 or (code >= 0 and f"rc={code}" in text)
+    assert result.done == any(
+        line.partition("BEE-CHECK ")[2].strip().partition(" ")[0] == "done"
+        for line in text.splitlines()
+    )
+
+
 @given(st.text())
 def test_serial_and_modules_dep_parsers_never_raise(text: str) -> None:
-    parse_serial(text)
-    parse_serial("BEE-CHECK " + text)
-    unknown_symbols(text.splitlines())
+    for log in (text, "BEE-CHECK " + text):
+        assert_read_from(log, parse_serial(log))
+    assert unknown_symbols(text.splitlines()) <= set(text.split())
+
+
+# A BEE-CHECK line of every kind, followed by anything: "rc=" words that are not numbers.
+CHECK_LINES = st.builds(
+    lambda kind, rest: f"BEE-CHECK {kind} {rest}",
+    st.sampled_from(["uname", "dep-ok", "dep-fail", "insmod nvidia.ko", "smi", "dmesg", "done"]),
+    st.one_of(
+        st.text(max_size=30),
+        st.builds(
+            lambda a, b: f"{a}{b} x",
+            st.sampled_from(["rc=", "xx=", "rc", "r=", "rc=-"]),
+            st.text(alphabet="0123456789\u00b2\u0663-", min_size=1, max_size=3),
+        ),
+    ),
+)
+
+
+@given(st.lists(CHECK_LINES, max_size=8))
+def test_serial_parser_never_raises_on_any_check_line(lines: list[str]) -> None:
+    text = "\n".join(lines)
+    assert_read_from(text, parse_serial(text))
 
 
 @given(st.lists(st.sampled_from(SERIAL.splitlines())))

@@ -300,11 +300,25 @@ def test_missing_kernel_headers_stop_the_nvidia_build_naming_what_the_mirror_has
     assert "the newest is linux-headers-6.1.0-98-amd64 (nox -s bump_kernel)" in message
 
 
-@given(st.text())
+@given(
+    st.lists(
+        st.one_of(st.sampled_from(POLICY_NVIDIA_SMI.splitlines(keepends=True)), st.text()),
+        max_size=12,
+    ).map("".join)
+)
 def test_policy_parsers_never_raise(text: str) -> None:
-    parse_policy_candidate(text)
-    parse_policy_versions(text)
-    parse_policy_versions("  Version table:\n" + text)
+    """Real `apt-cache policy` lines among arbitrary text. They give only what the text says:
+    one word each, copied from it; nothing without the `Candidate:` line or the
+    `Version table:`; each version once."""
+    candidate = parse_policy_candidate(text)
+    if "Candidate" not in text:
+        assert candidate is None
+    assert candidate is None or (candidate in text and candidate == candidate.strip())
+    assert parse_policy_versions(text) == [] or "Version table:" in text
+    tabled = "  Version table:\n" + text
+    for versions in (parse_policy_versions(text), parse_policy_versions(tabled)):
+        assert len(set(versions)) == len(versions)
+        assert all(v and v in text and not any(c.isspace() for c in v) for v in versions)
 
 
 @given(st.lists(st.sampled_from(POLICY_NVIDIA_SMI.splitlines(keepends=True))))

@@ -20,11 +20,13 @@ class MirrorIndex:
     def __init__(self, names: list[str]) -> None:
         self.names = names
         self.mirror = "http://mirror.example/debian"
+        self.asked: list[str] = []  # the exact packages asked about, in order
 
     def names_matching(self, pattern: str) -> list[str]:
         return sorted(name for name in self.names if re.fullmatch(pattern, name))
 
     def has_package(self, package: str) -> bool:
+        self.asked.append(package)
         return package in self.names
 
 
@@ -54,7 +56,11 @@ def test_abis_sort_numerically_and_keep_the_flavour() -> None:
 
 
 def test_pinned_abi_present_passes() -> None:
-    kernel.check_kernel(mirror_with("6.1.0-56-amd64"), "6.1.0-56-amd64")  # type: ignore[arg-type]
+    """It passes because it asked the mirror for both packages and found them (review B.4.9:
+    this test had no assertion); the same check on a mirror that lacks either fails."""
+    repo = mirror_with("6.1.0-56-amd64")
+    assert kernel.check_kernel(repo, "6.1.0-56-amd64") is None  # type: ignore[arg-type]
+    assert repo.asked == ["linux-image-6.1.0-56-amd64", "linux-headers-6.1.0-56-amd64"]
 
 
 def test_missing_abi_names_what_the_mirror_offers() -> None:
