@@ -236,16 +236,14 @@ def test_sdr_threshold_states_and_the_three_and_ten_column_layouts():
 
 
 @pytest.mark.parametrize(("tool", "path"), FIXTURE_CASES, ids=lambda v: getattr(v, "name", v))
-@settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_never_raises_on_real_fixtures_with_lines_dropped_duplicated_or_cut(tool, path, data):
     PARSERS[tool](mangle(data, path.read_text()))
 
 
 @pytest.mark.parametrize("tool", sorted(PARSERS))
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100)
 @given(text=st.text(max_size=600))
 def test_never_raises_on_arbitrary_text(tool, text):
     PARSERS[tool](text)

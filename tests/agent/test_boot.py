@@ -107,7 +107,7 @@ def test_secure_boot_variable_of_another_shape_is_unknown(text):
     assert boot.parse_secure_boot(text) is None
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 @given(st.text(max_size=300))
 def test_parsers_never_raise(text):
     boot.parse_cmdline(text)
@@ -115,9 +115,7 @@ def test_parsers_never_raise(text):
     boot.parse_secure_boot(text)
 
 
-@settings(
-    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(max_examples=30, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 @pytest.mark.parametrize("path", CMDLINES, ids=lambda p: p.name)
 def test_real_command_lines_damaged_still_parse(path, data):

@@ -92,16 +92,14 @@ def test_memory_total_from_proc_meminfo_without_smbios(tmp_path):
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
-@settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_never_raises_on_real_files_with_lines_dropped_duplicated_or_cut(path, data):
     parse = cpuinfo.parse if path.parent.name == "proc-cpuinfo" else cpuinfo.parse_meminfo
     parse(mangle(data, path.read_text()))
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100)
 @given(text=st.text(max_size=600))
 def test_never_raises_on_arbitrary_text(text):
     cpuinfo.parse(text)

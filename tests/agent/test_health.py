@@ -241,7 +241,7 @@ def test_fabric_unknown_without_fabric_manager_and_failed_when_completed_badly()
 
 
 @pytest.mark.parametrize("tool", sorted(PARSERS))
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100)
 @given(text=st.text(max_size=600))
 def test_never_raises_on_arbitrary_text(tool, text):
     PARSERS[tool](text)
@@ -250,9 +250,7 @@ def test_never_raises_on_arbitrary_text(tool, text):
 @pytest.mark.parametrize(
     "path", [*LOG_FIXTURES, *NVLINK_FIXTURES], ids=lambda p: f"{p.parent.name}/{p.name}"
 )
-@settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_never_raises_on_real_fixtures_with_lines_dropped_duplicated_or_cut(path, data):
     PARSERS[path.parent.name](mangle(data, path.read_text()))

@@ -154,7 +154,7 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100)
 @given(json_values)
 def test_summary_lines_never_raise_on_a_section_of_any_shape(section):
     for collector in collectors():

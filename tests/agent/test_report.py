@@ -336,7 +336,7 @@ SECTIONS = (
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 @given(
     st.fixed_dictionaries(
         {"bee_version": st.text(max_size=5)}, optional=dict.fromkeys(SECTIONS, json_values)
@@ -348,9 +348,7 @@ def test_any_shape_of_document_gives_a_full_row(document):
     assert all(isinstance(v, str) and not v.startswith("unreadable (bee") for v in row.values())
 
 
-@settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.binary(max_size=300) | json_values.map(lambda v: json.dumps(v).encode()))
 def test_any_file_is_a_node_or_skipped_never_a_crash(tmp_path, data):
     path = tmp_path / "node.json"

@@ -61,7 +61,7 @@ json_values = st.recursive(
 sections = ("board", "cpu", "memory", "storage", "nvidia", "psu", "findings", "errors")
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150)
 @given(st.fixed_dictionaries({}, optional={k: json_values for k in sections}))
 def test_summary_never_raises_on_a_document_of_any_shape(document):
     lines = summary_lines(document)

@@ -370,19 +370,19 @@ def test_loaded_flavour_reads_both_spellings():
 # -- never raises ---------------------------------------------------------------------------
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 @given(st.text())
 def test_parse_never_raises(text):
     parse(text)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=30)
 @given(st.data())
 def test_parse_never_raises_on_a_damaged_real_list(data):
     parse(mangle(data, json.dumps(json.loads(list_text()), indent=1)))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 @given(st.text())
 def test_loader_parsers_never_raise(text):
     supported_gpus.loaded_flavour(text)
