@@ -7,7 +7,13 @@ import nox
 nox.options.sessions = ["lint", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 
-TEST_DEPS = ["pytest>=8", "hypothesis>=6.100", "jsonschema>=4.20", "ansible-core>=2.16"]
+TEST_DEPS = [
+    "pytest>=8",
+    "hypothesis>=6.100",
+    "jsonschema>=4.20",
+    "ansible-core>=2.16",
+    "botocore>=1.31",  # signs presigned S3 URLs for the upload tests against Swift's S3 API
+]
 RUFF = "ruff>=0.6"
 
 

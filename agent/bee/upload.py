@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
 import http.client
 import json
 import posixpath
@@ -172,10 +173,13 @@ def put_once(url: str, body: bytes, headers: dict[str, str], timeout_s: float) -
     try:
         connection.request("PUT", path, body=body, headers=headers)
         response = connection.getresponse()
-        response.read(64 * 1024)  # the body is not used; bounded
+        answer = response.read(64 * 1024)  # bounded
         reason = f"HTTP {response.status} {response.reason}".strip()
         if response.status in OK:
             return Attempt(status=response.status, message=reason, retry=False)
+        why = s3_error(answer)
+        if why:
+            reason += f" ({why})"
         return Attempt(
             status=response.status, message=reason, retry=response.status in RETRY_STATUSES
         )
@@ -197,6 +201,32 @@ def put_once(url: str, body: bytes, headers: dict[str, str], timeout_s: float) -
         return Attempt(status=None, message=detail, retry=True)
     finally:
         connection.close()
+
+
+def s3_error(body: bytes) -> str | None:
+    """`S3 Code: Message` from an S3 error answer (`<Error><Code>...</Code><Message>...`): why an
+    S3-compatible store refused a presigned URL (SignatureDoesNotMatch, AccessDenied: Request has
+    expired). Only those two elements: the rest may echo the string that was signed."""
+    text = body[:16384].decode("utf-8", errors="replace")
+    if "<Error>" not in text:
+        return None
+    code, message = _element(text, "Code"), _element(text, "Message")
+    if not code:
+        return None
+    return f"S3 {code}: {message}" if message else f"S3 {code}"
+
+
+def _element(text: str, tag: str) -> str:
+    """The first <tag>value</tag>, unescaped, on one line of printable characters, at most 200."""
+    start = text.find(f"<{tag}>")
+    if start < 0:
+        return ""
+    start += len(tag) + 2
+    end = text.find(f"</{tag}>", start)
+    if end < 0:
+        return ""
+    value = html.unescape(text[start:end])
+    return " ".join("".join(c if c.isprintable() else " " for c in value).split())[:200]
 
 
 Put = Callable[[str, bytes, dict[str, str], float], Attempt]

@@ -1,6 +1,8 @@
 """`bee upload` against a real nginx (Debian's, WebDAV PUT) that each test starts on loopback:
-a server that works, is down, answers 500, is slow, or loses the connection mid-body. Skips
-when nginx is not installed (`.ci/run` installs nginx-light)."""
+a server that works, is down, answers 500, is slow, or loses the connection mid-body; and
+against a real S3 API, OpenStack Swift's (Debian's python3-swift) on loopback, with presigned
+URLs that botocore signs: stored, a forged signature and an expired URL refused in words. Skips
+when nginx or Swift is not installed (`.ci/run` installs nginx-light and python3-swift)."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from bee.upload import (
     Attempt,
     object_name,
     put_with_retries,
+    s3_error,
     shown_url,
     target,
     url_from_cmdline,
@@ -420,3 +423,179 @@ def test_usage_errors(tmp_path, audit_file):
     assert result.returncode == 2 and result.stderr.startswith("bee: not an http")
     missing = run_bee("upload", "http://127.0.0.1:9/x/", "--file", str(tmp_path / "none.json"))
     assert missing.returncode == 1 and "cannot read" in missing.stderr
+
+
+# --- S3: OpenStack Swift's S3 API (Debian's python3-swift) on loopback ------------------------
+
+# Swift runs under Debian's own Python, where python3-swift is installed (not the test venv).
+SWIFT_PYTHON = "/usr/bin/python3"
+SWIFT_S3API = Path("/usr/lib/python3/dist-packages/swift/common/middleware/s3api/s3api.py")
+try:
+    import botocore.session
+    from botocore.config import Config as BotocoreConfig
+except ImportError:  # the test venv installs it (noxfile TEST_DEPS)
+    botocore = None
+needs_swift = pytest.mark.skipif(
+    not SWIFT_S3API.is_file() or botocore is None,
+    reason="needs Debian's python3-swift (apt install python3-swift) and botocore",
+)
+S3_KEY, S3_SECRET = "test:tester", "testing"  # tempauth's user, as Swift's own test setup has it
+SWIFT_SERVERS = ("account", "container", "object", "proxy")
+SWIFT_MAIN = (
+    "import sys; from swift.common import utils, wsgi; utils.set_swift_dir(sys.argv[1]); "
+    "sys.exit(wsgi.run_wsgi(sys.argv[2], sys.argv[3], verbose=True))"
+)
+SWIFT_RINGS = """import sys
+from swift.common.ring import RingBuilder
+for name, port in zip(("account", "container", "object"), sys.argv[2:]):
+    builder = RingBuilder(4, 1, 0)
+    builder.add_dev(dict(id=0, region=1, zone=1, ip="127.0.0.1", port=int(port), device="d1",
+                         weight=1, meta=""))
+    builder.rebalance()
+    builder.get_ring().save(f"{sys.argv[1]}/{name}.ring.gz")
+"""
+
+
+class SwiftS3:
+    """A one-disk OpenStack Swift (account, container, object and proxy servers) whose proxy
+    speaks S3 (the s3api middleware) with tempauth's keys: it checks presigned URLs' SigV4 and
+    SigV2 signatures and their expiry as S3 does, and stores objects in its own format."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        ports = {name: free_port() for name in SWIFT_SERVERS}
+        self.port = ports["proxy"]
+        (base / "devices" / "d1").mkdir(parents=True)
+        (base / "swift.conf").write_text(
+            "[swift-hash]\nswift_hash_path_suffix = bee-test\n"
+            "[storage-policy:0]\nname = one\ndefault = yes\n"
+        )
+        rings = [SWIFT_PYTHON, "-c", SWIFT_RINGS, str(base)]
+        rings += [str(ports[name]) for name in SWIFT_SERVERS[:3]]
+        subprocess.run(rings, check=True, capture_output=True, timeout=60)
+        common = f"[DEFAULT]\nbind_ip = 127.0.0.1\nswift_dir = {base}\nworkers = 0\n"
+        for name in SWIFT_SERVERS[:3]:
+            (base / f"{name}.conf").write_text(
+                f"{common}bind_port = {ports[name]}\ndevices = {base}/devices\n"
+                f"mount_check = false\n[pipeline:main]\npipeline = {name}-server\n"
+                f"[app:{name}-server]\nuse = egg:swift#{name}\n"
+            )
+        filters = {
+            "catch_errors": "catch_errors",
+            "gatekeeper": "gatekeeper",
+            "proxy-logging": "proxy_logging",
+            "cache": f"memcache\nmemcache_servers = 127.0.0.1:{free_port()}",  # none: tempauth
+            "s3api": "s3api",  # needs the cache object, not a memcached
+            "tempauth": f"tempauth\nuser_{S3_KEY.replace(':', '_')} = {S3_SECRET} .admin",
+        }
+        (base / "proxy.conf").write_text(
+            f"{common}bind_port = {self.port}\n[pipeline:main]\npipeline = catch_errors "
+            "gatekeeper proxy-logging cache s3api tempauth proxy-logging proxy-server\n"
+            "[app:proxy-server]\nuse = egg:swift#proxy\naccount_autocreate = true\n"
+            + "".join(f"[filter:{name}]\nuse = egg:swift#{use}\n" for name, use in filters.items())
+        )
+        self.processes = []
+        for name in SWIFT_SERVERS:
+            log = (base / f"{name}.log").open("wb")
+            argv = [SWIFT_PYTHON, "-c", SWIFT_MAIN, str(base), str(base / f"{name}.conf")]
+            server = subprocess.Popen([*argv, f"{name}-server"], stdout=log, stderr=log)
+            self.processes.append(server)
+            log.close()
+        for process, name in zip(self.processes, SWIFT_SERVERS, strict=True):
+            wait_listening(process, ports[name], f"swift {name}-server", timeout=90)
+        self.client("s3v4").create_bucket(Bucket="bee")
+
+    def client(self, signature: str):
+        return botocore.session.get_session().create_client(
+            "s3",
+            endpoint_url=f"http://127.0.0.1:{self.port}",
+            region_name="us-east-1",
+            aws_access_key_id=S3_KEY,
+            aws_secret_access_key=S3_SECRET,
+            config=BotocoreConfig(signature_version=signature, s3={"addressing_style": "path"}),
+        )
+
+    def presigned_put(self, key: str, *, signature: str = "s3v4", expires_s: int = 600) -> str:
+        return self.client(signature).generate_presigned_url(
+            "put_object", Params={"Bucket": "bee", "Key": key}, ExpiresIn=expires_s
+        )
+
+    def stored_keys(self) -> list[str]:
+        listed = self.client("s3v4").list_objects_v2(Bucket="bee")
+        return [item["Key"] for item in listed.get("Contents", [])]
+
+    def get(self, key: str) -> tuple[bytes, str]:
+        answer = self.client("s3v4").get_object(Bucket="bee", Key=key)
+        return answer["Body"].read(), answer["ETag"].strip('"')
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def swift(tmp_path_factory) -> Iterator[SwiftS3]:
+    server = SwiftS3(tmp_path_factory.mktemp("swift"))
+    yield server
+    server.stop()
+
+
+@needs_swift
+@pytest.mark.parametrize("signature", ["s3v4", "s3"])  # SigV4, and SigV2 (which signs no type)
+def test_a_presigned_put_url_stores_the_document_in_s3(swift, audit_file, tmp_path, signature):
+    name = expected_name(audit_file)
+    key = f"{signature}/{name}"
+    url = swift.presigned_put(key, signature=signature)
+    result, _, status = bee_upload(url, audit_file, tmp_path)
+    assert result.returncode == 0, result.stderr
+    body, etag = swift.get(key)
+    assert body == audit_file.read_bytes()
+    assert etag == hashlib.md5(body).hexdigest()  # the store's own checksum of what it got
+    assert key in swift.stored_keys() and f"{key}.sha256" not in swift.stored_keys()
+    assert status["url"] == f"http://127.0.0.1:{swift.port}/bee/{key}?..."
+    assert status["attempts"] == "1" and status["sha256"] == hashlib.sha256(body).hexdigest()
+    assert "Signature" not in result.stdout + result.stderr + str(status)
+
+
+@needs_swift
+def test_a_bad_signature_is_refused_at_once_in_words(swift, audit_file, tmp_path):
+    key = f"bad/{expected_name(audit_file)}"
+    url = swift.presigned_put(key)
+    forged = url[:-1] + ("0" if url[-1] != "0" else "1")
+    result, _, status = bee_upload(forged, audit_file, tmp_path)
+    assert result.returncode == 1
+    assert status["attempts"] == "1"  # a refusal does not change by waiting
+    assert status["message"].startswith(
+        "HTTP 403 Forbidden (S3 SignatureDoesNotMatch: The request signature we calculated "
+        "does not match the signature you provided."
+    )
+    assert "FAILED" in result.stderr and "the document stays on this node" in result.stderr
+    assert key not in swift.stored_keys()
+
+
+@needs_swift
+def test_an_expired_presigned_url_says_so(swift, audit_file, tmp_path):
+    key = f"expired/{expected_name(audit_file)}"
+    url = swift.presigned_put(key, expires_s=1)
+    time.sleep(2.1)
+    result, _, status = bee_upload(url, audit_file, tmp_path)
+    assert result.returncode == 1 and status["attempts"] == "1"
+    assert status["message"] == "HTTP 403 Forbidden (S3 AccessDenied: Request has expired)"
+    assert "Request has expired" in result.stderr
+    assert key not in swift.stored_keys()
+
+
+def test_s3_error_answers_are_read_in_linear_time_and_never_raise():
+    assert s3_error(b"<Error><Code>AccessDenied</Code><Message>A &amp; B\n</Message></Error>") == (
+        "S3 AccessDenied: A & B"
+    )
+    assert s3_error(b"<Error><Code>NoSuchBucket</Code></Error>") == "S3 NoSuchBucket"
+    for junk in (b"", b"<html>500</html>", b"<Error><Code>", b"\xff" * 70000, b"<Error>" * 9999):
+        assert s3_error(junk) is None
+    assert len(s3_error(b"<Error><Code>X</Code><Message>" + b"m" * 9000 + b"</Message>")) < 210
