@@ -88,12 +88,32 @@ class Outcome:
 
 
 def url_from_cmdline(cmdline: str) -> str | None:
-    """The value of the last `bee.upload=` on the kernel command line."""
+    """The value of the last `bee.upload=` on the kernel command line. The kernel takes both
+    `bee.upload="URL"` and `"bee.upload=URL"` (GRUB needs quotes around a URL with `&`) and
+    leaves the quotes in /proc/cmdline."""
     found = None
-    for word in cmdline.split():
+    for word in _kernel_words(cmdline):
         if word.startswith(CMDLINE_KEY):
-            found = word[len(CMDLINE_KEY) :].strip('"') or None
+            found = word[len(CMDLINE_KEY) :] or None
     return found
+
+
+def _kernel_words(cmdline: str) -> list[str]:
+    """Split as the kernel does: on white space outside double quotes, the quotes dropped."""
+    words, word, quoted, started = [], [], False, False
+    for char in cmdline:
+        if char == '"':
+            quoted, started = not quoted, True
+        elif char.isspace() and not quoted:
+            if started:
+                words.append("".join(word))
+            word, started = [], False
+        else:
+            word.append(char)
+            started = True
+    if started:
+        words.append("".join(word))
+    return words
 
 
 def configured_url(cmdline: Path = CMDLINE, baked: Path = BAKED_URL) -> str | None:

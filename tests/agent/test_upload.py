@@ -384,6 +384,10 @@ def test_cmdline():
     assert url_from_cmdline(line) == "http://10.0.0.5/bee/"
     assert url_from_cmdline("boot=live bee.upload= quiet") is None
     assert url_from_cmdline("bee.upload=a bee.upload=b") == "b"
+    signed = "http://s3.lan/bee/n1.json?X-Amz-Expires=600&X-Amz-Signature=0a"
+    assert url_from_cmdline(f'boot=live bee.upload="{signed}" quiet') == signed
+    assert url_from_cmdline(f'boot=live "bee.upload={signed}" quiet') == signed
+    assert url_from_cmdline('x="a bee.upload=http://h/" quiet') is None  # inside x's value
 
 
 def test_backoff_doubles_with_jitter_and_stops_before_the_deadline():
