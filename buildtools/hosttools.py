@@ -46,6 +46,7 @@ TOOLS: dict[str, str] = {
     "tar": "tar",
     "xz": "xz-utils",  # tar -xJ of Debian's module source
     "sh": "dash",  # NVIDIA's .run installer is a shell archive
+    "openssl": "openssl",  # the module-signing key and the signatures' check (nvidia/signing.py)
     "gcc-12": "gcc-12",  # the pinned kernel's CONFIG_CC_VERSION_TEXT; headers depend on it
     # the VM test and the NVIDIA boot check
     "qemu-system-x86_64": "qemu-system-x86",
@@ -67,13 +68,17 @@ TOOLS: dict[str, str] = {
 # What each nox session needs before its first long step. gcc-12 comes with the kernel
 # headers that the NVIDIA build installs from the pinned mirror, so it is not listed here.
 _APT = ("apt-get", "apt-cache", "dpkg-deb", "dpkg-query", "dpkg")
-_NVIDIA = (*_APT, "make", "nice", "chroot", "modinfo", "depmod", "strip", "ldd", "tar", "xz", "sh")
+# openssl: the module-signing key and the signatures' check (nvidia/signing.py).
+_NVIDIA = (
+    *(*_APT, "make", "nice", "chroot", "modinfo", "depmod", "strip", "ldd", "tar", "xz", "sh"),
+    "openssl",
+)
 SESSIONS: dict[str, tuple[str, ...]] = {
     "build_iso": (*_NVIDIA, "lb", "debootstrap", "mksquashfs", "xorriso", "umount", "git"),
     "build_iso --no-nvidia": (*_APT, "lb", "debootstrap", "mksquashfs", "xorriso", "umount", "git"),
     "nvidia_modules": _NVIDIA,
     "nvidia_bootcheck": (*_NVIDIA, "qemu-system-x86_64"),
-    "vm_test": ("qemu-system-x86_64", "ssh", "ssh-keygen", "xorriso", "tar"),
+    "vm_test": ("qemu-system-x86_64", "ssh", "ssh-keygen", "xorriso", "tar", "openssl"),
     "fleet_vm_test": ("qemu-system-x86_64", "ssh", "xorriso", "nginx", "sha256sum"),
     "build_netboot": ("xorriso",),
     # Only where no engine is installed (docker, when present, is used as it is), and runc only

@@ -9,11 +9,14 @@ VERSIONS, the keys file, the vendor dir, the pinned kernel on the mirror); then:
   3. authorized_keys into staged /root/.ssh/ (or the password-fallback marker)
   4. the agent into the staged tree
   5. vendor binaries from iso/vendor/ (each optional)
-  6. NVIDIA modules, user space and firmware (buildtools/nvidia/build.py), unless --no-nvidia
+  6. NVIDIA modules, user space and firmware (buildtools/nvidia/build.py), unless --no-nvidia;
+     the modules signed for Secure Boot (buildtools/nvidia/signing.py) with a key made for this
+     build, or the operator's (--module-signing-key KEY --module-signing-cert CERT)
   7. staged /etc/bee-release and /etc/motd
   8. live-build in a disposable workdir, dist/lb-work/, with the staged tree as
      config/includes.chroot_after_packages/ (the package cache in dist/cache/ survives)
-  9. dist/bee-<version>[-no-nvidia]-amd64.iso and its .sha256
+  9. dist/bee-<version>[-no-nvidia]-amd64.iso and its .sha256, and the certificate the modules
+     are signed with, dist/bee-<version>-amd64.module-signing.der and .pem (docs/secure-boot.md)
 
 One progress line per step with its duration; the full log is dist/build-iso.log.
 iso/overlay/ and iso/builder/ are only read: the build checks they are unchanged at the end.
@@ -82,6 +85,8 @@ class Options:
     out: Path
     cache: Path
     no_nvidia: bool
+    module_signing_key: Path | None
+    module_signing_cert: Path | None
     mirror: str
     security_mirror: str
     squashfs: str
@@ -271,6 +276,19 @@ def parse_args(argv: list[str] | None) -> Options:
         " vm_test points it at dist/ so every image build shares one cache)",
     )
     parser.add_argument("--no-nvidia", action="store_true", help="build without NVIDIA modules")
+    parser.add_argument(
+        "--module-signing-key",
+        type=Path,
+        metavar="KEY",
+        help="private key (PEM, no passphrase) to sign the NVIDIA modules with, for Secure Boot;"
+        " default: a key made for this build and deleted after signing (docs/secure-boot.md)",
+    )
+    parser.add_argument(
+        "--module-signing-cert",
+        type=Path,
+        metavar="CERT",
+        help="the X.509 certificate (PEM or DER) of --module-signing-key: what a fleet enrols",
+    )
     parser.add_argument("--mirror", metavar="URL", help="Debian mirror (default: VERSIONS)")
     parser.add_argument(
         "--security-mirror", metavar="URL", help="Debian security mirror (default: VERSIONS)"
@@ -287,6 +305,10 @@ def parse_args(argv: list[str] | None) -> Options:
     versions = _versions_or_exit(parser)
     if args.boot_timeout < 1:
         parser.error("--boot-timeout must be at least 1 second")
+    if (args.module_signing_key is None) != (args.module_signing_cert is None):
+        parser.error("--module-signing-key and --module-signing-cert go together")
+    if args.no_nvidia and args.module_signing_key is not None:
+        parser.error("--module-signing-key signs the NVIDIA modules: not with --no-nvidia")
     return Options(
         versions=versions,
         authorized_keys=args.authorized_keys,
@@ -297,6 +319,8 @@ def parse_args(argv: list[str] | None) -> Options:
         out=args.out.resolve(),
         cache=(args.cache or args.out).resolve(),
         no_nvidia=args.no_nvidia,
+        module_signing_key=args.module_signing_key,
+        module_signing_cert=args.module_signing_cert,
         mirror=(args.mirror or versions["DEBIAN_MIRROR"]).rstrip("/"),
         security_mirror=(args.security_mirror or versions["DEBIAN_SECURITY_MIRROR"]).rstrip("/"),
         squashfs=args.squashfs_compression,
@@ -329,6 +353,9 @@ def build(options: Options, progress: Runner) -> Path:
     upload_url = staging.check_upload_url(options.upload_url) if options.upload_url else None
     if options.vendor_dir_given and not options.vendor_dir.is_dir():
         raise BuildError(f"vendor dir {options.vendor_dir} does not exist")
+    for given in (options.module_signing_key, options.module_signing_cert):
+        if given is not None and not given.is_file():
+            raise BuildError(f"module signing file {given} does not exist")
     version = agent_version(staging.AGENT_DIR)
     check_host(os.geteuid(), Path("/etc/debian_version"))
     check_free_space(dist)
@@ -399,11 +426,16 @@ def build(options: Options, progress: Runner) -> Path:
             nvidia = None
             notes.append("skipped (--no-nvidia)")
         else:
-            nvidia = _nvidia_payload(versions, cache, staged, progress)
+            nvidia = _nvidia_payload(options, cache, staged, progress)
             notes.append(
                 f"driver {nvidia.version} ({' + '.join(nvidia.flavours)}), "
                 f"modules {', '.join(nvidia.modules)}"
             )
+            if nvidia.signing:
+                notes.append(
+                    f"signed ({nvidia.signing.get('origin')} key, certificate sha256 "
+                    f"{nvidia.signing.get('cert_sha256')})"
+                )
 
     with step(progress, 7, "release file and motd") as notes:
         commit, dirty = git_state(REPO_ROOT, progress)
@@ -477,24 +509,66 @@ def build(options: Options, progress: Runner) -> Path:
         os.replace(partial, iso)
         iso.with_name(iso.name + ".sha256").write_text(f"{checksum}  {iso.name}\n")
         notes.append(f"{iso} ({iso.stat().st_size / 1024**2:.0f} MiB)")
+        if nvidia and nvidia.signing:
+            certs = publish_signing_cert(staged, iso)
+            notes.append(f"module signing certificate {certs[0].name}")
 
     if not options.keep_workdir:
         remove_workdir(workdir, progress)
     return iso
 
 
+def signing_cert_stem(iso: Path) -> str:
+    """dist/bee-0.4-amd64.iso -> bee-0.4-amd64.module-signing (.der, .pem)."""
+    return f"{iso.name.removesuffix('.iso')}.module-signing"
+
+
+def publish_signing_cert(staged: Path, iso: Path) -> list[Path]:
+    """The image's module-signing certificate beside the ISO, named after it."""
+    published = []
+    for name in staging.MODULE_SIGNING_CERTS:
+        source = staged / staging.NVIDIA_MODULE_DIR / name
+        dest = iso.with_name(signing_cert_stem(iso) + Path(name).suffix)
+        shutil.copyfile(source, dest)
+        published.append(dest)
+    return published
+
+
 def _nvidia_payload(
-    versions: Versions, cache: Path, staged: Path, progress: Runner
+    options: Options, cache: Path, staged: Path, progress: Runner
 ) -> staging.NvidiaPayload:
     # Imported here: only an NVIDIA build needs it, and a --no-nvidia build works without.
     from buildtools.nvidia import build as nvidia
+    from buildtools.nvidia import signing
 
+    # The key's copies live here only while the modules are signed (a per-build key is never
+    # kept: nothing else can be signed with it).
+    work = options.out / f".module-signing-{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
     try:
+        if options.module_signing_key and options.module_signing_cert:
+            key = signing.describe_key(
+                options.module_signing_key,
+                options.module_signing_cert,
+                origin="operator",
+                work=work,
+                log=progress,
+            )
+        else:
+            stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            key = signing.generate_key(
+                work, common_name=f"bee module signing (per-build {stamp})", log=progress
+            )
         entries = nvidia.ensure_nvidia_flavours(
-            versions, cache, lambda line: progress.say(f"      {line}")
+            options.versions,
+            cache,
+            lambda line: progress.say(f"      {line}"),
+            signing_key=key,
         )
     except (nvidia.NvidiaError, CommandError, AptError) as exc:
         raise BuildError(f"NVIDIA: {exc} (or build with --no-nvidia)") from None
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return staging.inject_nvidia(staged, [Path(entry.path) for entry in entries])
 
 

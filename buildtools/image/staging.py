@@ -41,6 +41,8 @@ NVIDIA_MODULE_DIR = Path("usr/local/lib/nvidia")
 NVIDIA_FIRMWARE_DIR = NVIDIA_MODULE_DIR / "firmware"
 NVIDIA_BINARIES = ("nvidia-smi", "nvidia-modprobe", "nvidia-persistenced")
 SUPPORTED_GPUS = "supported-gpus.json"
+# The certificate the modules are signed with (buildtools/nvidia/signing.py), for mokutil.
+MODULE_SIGNING_CERTS = ("module-signing.der", "module-signing.pem")
 AGENT_ZIPAPP = "bee.pyz"
 # The zipapp runs agent/bee/__main__.py itself, so /usr/local/bin/bee ends through the same
 # exit path as `python3 -m bee` (exit_process, a quiet Ctrl-C during start-up).
@@ -373,6 +375,7 @@ class NvidiaPayload:
     flavours: tuple[str, ...]
     source: str
     modules: tuple[str, ...]
+    signing: dict | None = None  # the manifest's "signing" (origin, subject, cert_sha256...)
 
 
 def _sha256(path: Path) -> str:
@@ -422,7 +425,9 @@ def inject_nvidia(staging: Path, cache_dirs: list[Path]) -> NvidiaPayload:
     (the others must hold the very same files): bin/* -> /usr/local/bin/, lib/* (with the .so.1
     links) -> /usr/lib/, firmware/nvidia/<v>/ -> /usr/local/lib/nvidia/firmware/nvidia/<v>/
     (bee-nvidia points the kernel's firmware loader there), supported-gpus.json ->
-    /usr/local/lib/nvidia/ (bee-nvidia picks the flavour from it). Checks the manifests' sha256s.
+    /usr/local/lib/nvidia/ (bee-nvidia picks the flavour from it), and for signed entries the
+    certificate, module-signing.der and .pem, -> /usr/local/lib/nvidia/ (the one the audit and
+    docs/secure-boot.md point mokutil at). Checks the manifests' sha256s.
     """
     if not cache_dirs:
         raise StagingError("no NVIDIA cache entry to ship")
@@ -449,6 +454,11 @@ def inject_nvidia(staging: Path, cache_dirs: list[Path]) -> NvidiaPayload:
             (module_dir / path.name).chmod(0o644)
         shutil.copy2(cache_dir / "manifest.json", module_dir / "manifest.json")
     shutil.copy2(first_dir / SUPPORTED_GPUS, staging / NVIDIA_MODULE_DIR / SUPPORTED_GPUS)
+    signing = first.get("signing") if isinstance(first.get("signing"), dict) else None
+    if signing is not None:
+        for name in MODULE_SIGNING_CERTS:
+            shutil.copy2(first_dir / name, staging / NVIDIA_MODULE_DIR / name)
+            (staging / NVIDIA_MODULE_DIR / name).chmod(0o644)
     bin_dir = staging / "usr/local/bin"
     bin_dir.mkdir(parents=True, exist_ok=True)
     for name in NVIDIA_BINARIES:
@@ -475,6 +485,7 @@ def inject_nvidia(staging: Path, cache_dirs: list[Path]) -> NvidiaPayload:
         flavours=tuple(flavours),
         source=str(first.get("source") or "unknown"),
         modules=tuple(first.get("modules") or ()),
+        signing=signing,
     )
 
 

@@ -31,8 +31,9 @@ from typing import Any
 from buildtools import hosttools
 from buildtools.hosttools import HostToolsError
 from buildtools.nvidia import kbuild, sources
-from buildtools.nvidia.buildroot import kernel_build_root
+from buildtools.nvidia.buildroot import KernelBuildRoot, kernel_build_root
 from buildtools.nvidia.cache import NvidiaBuild, build_entry, cache_dir, load_entry, pid_alive
+from buildtools.nvidia.signing import SigningKey, ensure_signed
 from buildtools.nvidia.steps import NvidiaError
 from buildtools.pins.aptrepo import AptError, AptRepo
 from buildtools.pins.versions import REPO_ROOT, Versions, VersionsError, load_versions
@@ -143,9 +144,11 @@ def ensure_nvidia(
     run_file: Path | None = None,
     log_file: Path | None = None,
     jobs: int | None = None,
+    signing_key: SigningKey | None = None,
 ) -> NvidiaBuild:
     """The cache entry for the pinned driver and kernel, one flavour (default: the first
-    pinned): reused if valid, else built.
+    pinned): reused if valid, else built. With `signing_key`, the entry of the same modules
+    signed with it (buildtools/nvidia/signing.py), reused or signed from the unsigned one.
 
     `log` gets one progress line per step. Raises NvidiaError, AptError or CommandError with a
     one-line message; command output is in `log_file` (default dist/logs/nvidia.log).
@@ -154,7 +157,36 @@ def ensure_nvidia(
     pins = DriverPins.from_versions(versions, flavour=flavour, source=source, run_file=run_file)
     with Runner(log_file or dist_dir / "logs" / "nvidia.log", say=log) as runner:
         runner.write(f"\n=== {datetime.now(UTC).isoformat()} ensure_nvidia {pins}\n")
-        return _ensure(pins, versions, dist_dir, runner, jobs)
+        entry = _ensure(pins, versions, dist_dir, runner, jobs)
+        if signing_key is None:
+            return entry
+        with runner.step(f"nvidia {pins.flavour}: sign modules") as notes:
+            signed = ensure_signed(
+                entry,
+                signing_key,
+                kernel_abi=pins.kernel_abi,
+                where=lambda: _build_root(pins, versions, dist_dir, runner),
+                log=runner,
+            )
+            notes.append(
+                f"{'hit' if signed.cache_hit else 'signed'} {signed.path.name}: "
+                f"{signing_key.origin} key {signing_key.subject}, cert sha256 "
+                f"{signing_key.sha256[:16]}..."
+            )
+        return signed
+
+
+def _build_root(
+    pins: DriverPins, versions: Versions, dist_dir: Path, runner: Runner
+) -> KernelBuildRoot:
+    """Where the kernel's tools run: the host of the image's release, or its build root."""
+    return kernel_build_root(
+        release=versions["DEBIAN_RELEASE"],
+        kernel_abi=pins.kernel_abi,
+        repo=AptRepo.from_versions(versions, dist_dir, runner=runner),
+        dist_dir=dist_dir,
+        log=runner,
+    )
 
 
 def _ensure(

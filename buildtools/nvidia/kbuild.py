@@ -93,31 +93,43 @@ def _abi_key(name: str) -> tuple[int, int, int, int]:
         return (-1, -1, -1, -1)
 
 
+def kernel_config(kernel_abi: str, where: KernelBuildRoot) -> dict[str, str]:
+    """The pinned kernel's .config (from its headers, where make runs): name -> raw value."""
+    config = where.path(headers_dir(kernel_abi)) / ".config"
+    try:
+        text = config.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise NvidiaError(f"cannot read {config}: {exc.strerror}") from None
+    values = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.startswith("CONFIG_"):
+            values[key] = value.strip()
+    return values
+
+
 def kernel_compiler(kernel_abi: str, where: KernelBuildRoot) -> str:
     """The compiler named by the kernel's CONFIG_CC_VERSION_TEXT, where make runs.
 
     Debian 12: CONFIG_CC_VERSION_TEXT="gcc-12 (Debian 12.2.0-14+deb12u1) 12.2.0"
     Debian 13: CONFIG_CC_VERSION_TEXT="x86_64-linux-gnu-gcc-14 (Debian 14.2.0-19) 14.2.0"
     """
-    config = where.path(headers_dir(kernel_abi)) / ".config"
-    try:
-        text = config.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise NvidiaError(f"cannot read {config}: {exc.strerror}") from None
-    for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        if sep and key == "CONFIG_CC_VERSION_TEXT":
-            words = value.strip().strip('"').split()
-            if words:
-                compiler = words[0]
-                search = None if where.root is None else f"{where.root}/usr/bin"
-                if shutil.which(compiler, path=search) is None:
-                    raise NvidiaError(
-                        f"the kernel was built with {value.strip()}, but {compiler} is not "
-                        f"installed (apt-get install {compiler})"
-                    )
-                return compiler
-    raise NvidiaError(f"{config} has no CONFIG_CC_VERSION_TEXT")
+    value = kernel_config(kernel_abi, where).get("CONFIG_CC_VERSION_TEXT")
+    if value is None:
+        raise NvidiaError(
+            f"{where.path(headers_dir(kernel_abi))}/.config has no CONFIG_CC_VERSION_TEXT"
+        )
+    words = value.strip('"').split()
+    if not words:
+        raise NvidiaError(f"CONFIG_CC_VERSION_TEXT of {kernel_abi} is empty")
+    compiler = words[0]
+    search = None if where.root is None else f"{where.root}/usr/bin"
+    if shutil.which(compiler, path=search) is None:
+        raise NvidiaError(
+            f"the kernel was built with {value}, but {compiler} is not "
+            f"installed (apt-get install {compiler})"
+        )
+    return compiler
 
 
 # Linux 6.12.97 (and 6.18.40) gave pci_resize_resource() a fourth argument, exclude_bars (a

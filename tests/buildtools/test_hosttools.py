@@ -30,6 +30,11 @@ DYNAMIC = {
     # make on the host, or under chroot in the build root (nvidia/buildroot.py).
     "where.argv(['nice', '-n', '10', 'make', '-C', str(inside), f'-j{jobs}', 'modules', "
     "f'KERNEL_UNAME={kernel_abi}', f'CC={compiler}'])": ("chroot", "nice", "make"),
+    # The pinned kernel's own scripts/sign-file (linux-kbuild, with its headers), on the host
+    # or under chroot in the build root (nvidia/signing.py).
+    "sign_file": (),
+    "where.argv([str(sign_file), hash_algo, str(inside / 'key.pem'), str(inside / 'cert.pem'), "
+    "str(inside / module.name)])": ("chroot",),
 }
 # The runner itself; commands that run in the guest (over ssh) or in the agent's own runner
 # (bench replays the audit through it), not on the build host.
@@ -162,11 +167,13 @@ def test_missing_packages_are_named_once_in_list_order() -> None:
         "kmod",
         "binutils",
         "xz-utils",
+        "openssl",
     ]
     assert hosttools.missing_packages("vm_test", which, lambda _path: False) == [
         "qemu-system-x86",
         "openssh-client",
         "xorriso",
+        "openssl",
     ]
     assert hosttools.missing_packages("build_iso", which, lambda p: p != hosttools.KEYRING)[-1] == (
         "debian-archive-keyring"

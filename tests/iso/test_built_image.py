@@ -275,6 +275,35 @@ def test_nvidia_payload_matches_the_kernel(image_root: Path) -> None:
     assert "couldn't communicate with the NVIDIA driver" in smi.stdout + smi.stderr
 
 
+def test_nvidia_modules_are_signed_with_the_shipped_certificate(image_root: Path) -> None:
+    """Every shipped module carries a signature by the certificate the image ships for MOK
+    enrolment (buildtools/nvidia/signing.py), as modinfo in the image reads it."""
+    nvidia = image_root / "usr/local/lib/nvidia"
+    if not (nvidia / "module-signing.der").is_file():
+        pytest.skip("this image ships no module-signing certificate (--no-nvidia)")
+    serial = (
+        chroot(
+            image_root,
+            "sh",
+            "-c",
+            "openssl x509 -inform DER -in /usr/local/lib/nvidia/"
+            "module-signing.der -noout -serial 2>/dev/null || true",
+        )
+        .stdout.strip()
+        .removeprefix("serial=")
+    )
+    modules = sorted(nvidia.glob("*/*.ko"))
+    assert modules
+    for module in modules:
+        inside = "/" + str(module.relative_to(image_root))
+        sig_key = chroot(image_root, "modinfo", "-F", "sig_key", inside).stdout.strip()
+        assert sig_key, f"{inside} is not signed"
+        if serial:  # openssl may not be in the image; the manifest names the serial too
+            assert sig_key.replace(":", "") == serial.upper(), inside
+        manifest = json.loads((module.parent / "manifest.json").read_text())
+        assert manifest["signing"]["modules"][module.name]["sig_key"] == sig_key
+
+
 def test_no_getty_autologin_as_a_missing_user(image_root: Path) -> None:
     """live-config's getty generator would autologin tty1-6 as `user`, which does not exist."""
     generator = image_root / "etc/systemd/system-generators/live-config-getty-generator"

@@ -284,10 +284,16 @@ def test_agent_lands_as_command_and_package(tmp_path: Path) -> None:
 # -- NVIDIA payload --------------------------------------------------------------------------
 
 
-def nvidia_cache(root: Path, flavour: str = "proprietary", smi: bytes = b"smi") -> Path:
-    """A cache dir laid out as buildtools/nvidia/build.py writes it (contents are placeholders)."""
-    cache = root / f"nvidia-535.309.01-6.1.0-56-amd64-{flavour}"
+def nvidia_cache(
+    root: Path, flavour: str = "proprietary", smi: bytes = b"smi", *, signed: bool = False
+) -> Path:
+    """A cache dir laid out as buildtools/nvidia/build.py writes it (contents are placeholders);
+    `signed`: as buildtools/nvidia/signing.py leaves a signed entry, with its certificate."""
+    cache = root / f"nvidia-535.309.01-6.1.0-56-amd64-{flavour}{'-signed' if signed else ''}"
     (cache / "modules").mkdir(parents=True)
+    if signed:
+        (cache / "module-signing.der").write_bytes(b"0\x82 der")
+        (cache / "module-signing.pem").write_text("-----BEGIN CERTIFICATE-----\n")
     for name in ("nvidia.ko", "nvidia-modeset.ko", "nvidia-uvm.ko"):
         (cache / "modules" / name).write_bytes(f"{flavour} {name}".encode())
     (cache / "supported-gpus.json").write_text('{"chips": []}')
@@ -311,6 +317,8 @@ def nvidia_cache(root: Path, flavour: str = "proprietary", smi: bytes = b"smi") 
         "modules": ["nvidia.ko", "nvidia-modeset.ko", "nvidia-uvm.ko"],
         "sha256": files,
     }
+    if signed:
+        manifest["signing"] = {"origin": "per-build", "cert_sha256": "ab" * 32}
     (cache / "manifest.json").write_text(__import__("json").dumps(manifest))
     return cache
 
@@ -331,6 +339,20 @@ def test_nvidia_payload_lands_where_the_units_look(tmp_path: Path) -> None:
     link = staged / "usr/lib/libnvidia-ml.so.1"
     assert link.is_symlink() and os.readlink(link) == "libnvidia-ml.so.535.309.01"
     assert (staged / "usr/local/lib/nvidia/firmware/nvidia/535.309.01/gsp_tu10x.bin").is_file()
+
+
+def test_signed_entries_ship_their_certificate(tmp_path: Path) -> None:
+    caches = [nvidia_cache(tmp_path, f, signed=True) for f in ("open", "proprietary")]
+    staged = tmp_path / "staged"
+    payload = staging.inject_nvidia(staged, caches)
+    assert payload.signing == {"origin": "per-build", "cert_sha256": "ab" * 32}
+    for name in staging.MODULE_SIGNING_CERTS:
+        shipped = staged / "usr/local/lib/nvidia" / name
+        assert shipped.read_bytes() == (caches[0] / name).read_bytes()
+        assert mode(shipped) == 0o644
+    unsigned = staging.inject_nvidia(tmp_path / "plain", [nvidia_cache(tmp_path / "u")])
+    assert unsigned.signing is None
+    assert not (tmp_path / "plain/usr/local/lib/nvidia/module-signing.der").exists()
 
 
 def test_altered_nvidia_cache_is_refused(tmp_path: Path) -> None:
