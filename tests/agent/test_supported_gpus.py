@@ -229,6 +229,8 @@ def driver_section(table, machine, **overrides):
         "loaded_version": VERSION,
         "loader_status": "loaded",
         "loader_message": None,
+        "loader_cause": None,
+        "module_signing": None,
         "gpus": choice.gpus,
         "errors": [],
     }
@@ -255,18 +257,63 @@ def test_an_unsupported_gpu_is_a_finding_naming_its_id_the_driver_and_the_remedy
     assert findings({"nvidia_driver": dataclasses.replace(section, gpus=t4)}) == []
 
 
-def test_a_failed_load_is_a_critical_finding_with_the_loader_message(table):
-    message = "nvidia: insmod: Key was rejected by service (Secure Boot rejected ...)"
-    section = driver_section(
+def failed_section(table, message, **overrides):
+    return driver_section(
         table,
         [gpu("0000:18:00.0", H100)],
         flavour_loaded=None,
         loader_status="failed",
         loader_message=message,
+        **overrides,
     )
+
+
+def test_a_failed_load_is_a_critical_finding_with_the_loader_message(table):
+    message = "nvidia: insmod: Key was rejected by service (Secure Boot rejected ...)"
+    section = failed_section(table, message)
     [finding] = findings({"nvidia_driver": section})
     assert finding.severity == "critical" and message in finding.message
     assert "open NVIDIA modules" in finding.message
+
+
+SIGNING = supported_gpus.ModuleSigning(
+    origin="per-build",
+    subject="CN=bee module signing (per-build 2026-12-01T13:00:00Z),O=bee",
+    serial="3C:61:7B:0F",
+    cert_sha256="83d12459" + "0" * 56,
+    cert_path=supported_gpus.SIGNING_CERT,
+)
+
+
+def test_secure_boot_refusal_says_which_key_and_how_to_enrol_it(table):
+    # bee-nvidia's record under Secure Boot with the key not enrolled (Debian: lockdown EPERM).
+    message = (
+        "nvidia: insmod /usr/local/lib/nvidia/open/nvidia.ko: insmod: ERROR: could not insert "
+        "module /usr/local/lib/nvidia/open/nvidia.ko: Operation not permitted (Secure Boot "
+        "refused it (lockdown integrity): signed by 'bee module signing', a key this machine "
+        "does not trust)"
+    )
+    section = failed_section(table, message, loader_cause="secure-boot", module_signing=SIGNING)
+    [finding] = findings({"nvidia_driver": section})
+    assert finding.severity == "critical"
+    assert finding.message.startswith("Secure Boot refused the open NVIDIA modules")
+    assert message in finding.message
+    assert SIGNING.cert_sha256 in finding.message and "per-build key" in finding.message
+    assert "mokutil --import /usr/local/lib/nvidia/module-signing.der" in finding.message
+    assert "MokManager" in finding.message and "docs/secure-boot.md" in finding.message
+    # An older loader's record, without a cause: the kernel's words are enough.
+    older = dataclasses.replace(section, loader_cause=None, module_signing=None)
+    [finding] = findings({"nvidia_driver": older})
+    assert (
+        finding.message.startswith("Secure Boot refused") and "mokutil --import" in finding.message
+    )
+
+
+def test_a_failure_that_is_not_the_signature_gets_no_secure_boot_advice(table):
+    message = "nvidia: insmod: No such device (the driver found no GPU it supports)"
+    section = failed_section(table, message, module_signing=SIGNING)
+    [finding] = findings({"nvidia_driver": section})
+    assert "mokutil" not in finding.message and "Secure Boot" not in finding.message
 
 
 def test_the_other_flavour_loaded_is_a_finding(table):
@@ -337,6 +384,46 @@ def test_collect_reads_the_bus_the_list_and_what_was_loaded(tmp_path):
     assert section.loader_status == "loaded"
     assert findings({"nvidia_driver": section}) == []
     assert_section_valid("nvidia_driver", section)
+
+
+def test_collect_reads_the_signing_record_and_the_loaders_cause(tmp_path):
+    signed = json.dumps(
+        {
+            "version": VERSION,
+            "flavour": "open",
+            "modules": ["nvidia.ko"],
+            "signing": {
+                "origin": "operator",
+                "subject": "CN=Example bee module signing,O=Example",
+                "serial": "3C:61",
+                "cert_sha256": "ab" * 32,
+            },
+        }
+    )
+    capture = machine_capture(
+        tmp_path / "cap",
+        H200_HOST,
+        **{
+            f"{supported_gpus.NVIDIA_DIR}/open/manifest.json": signed,
+            supported_gpus.LOADER_RECORD: (
+                "status=failed\nflavour=open\nreason=r\nmessage=nvidia: insmod: Key was "
+                "rejected by service (Secure Boot refused it)\ncause=secure-boot\n"
+            ),
+        },
+        dirs={supported_gpus.NVIDIA_DIR: ["module-signing.der", "open", "proprietary"]},
+    )
+    section = supported_gpus.collect(Probe(ReplayRunner(capture), "nvidia_driver"))
+    assert section.loader_cause == "secure-boot"
+    assert section.module_signing == supported_gpus.ModuleSigning(
+        origin="operator",
+        subject="CN=Example bee module signing,O=Example",
+        serial="3C:61",
+        cert_sha256="ab" * 32,
+        cert_path=supported_gpus.SIGNING_CERT,
+    )
+    assert_section_valid("nvidia_driver", section)
+    [finding] = findings({"nvidia_driver": section})
+    assert "operator key CN=Example bee module signing" in finding.message
 
 
 def test_collect_without_shipped_modules_is_empty(tmp_path):

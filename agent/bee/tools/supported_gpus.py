@@ -53,6 +53,15 @@ PCI_DEVICES = "/sys/bus/pci/devices"
 PROC_VERSION = "/proc/driver/nvidia/version"
 PROC_GPUS = "/proc/driver/nvidia/gpus"
 LOADER_RECORD = "/run/bee/nvidia-load"
+SIGNING_CERT = f"{NVIDIA_DIR}/module-signing.der"  # buildtools/nvidia/signing.py
+SECURE_BOOT_REMEDY = (
+    "enrol the image's module-signing certificate {cert} as a MOK: mokutil --import {cert}, "
+    "then confirm it in MokManager on the console at the next boot (docs/secure-boot.md); "
+    "or turn Secure Boot off"
+)
+# The kernel's words when it refuses a module's signature (bee-nvidia's record without a
+# cause, from an older image): EKEYREJECTED, ENOKEY, lockdown's EPERM.
+SIGNATURE_REFUSALS = ("Key was rejected", "Required key not available", "Secure Boot refused")
 NVIDIA_VENDOR = "10de"
 OPEN_FEATURE = "kernelopen"
 REMEDY = (
@@ -111,6 +120,17 @@ class FlavourChoice:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ModuleSigning:
+    """Who signed the shipped modules (the manifests' `signing`, written by the build)."""
+
+    origin: str | None  # "per-build" or "operator"
+    subject: str | None  # "CN=bee module signing (per-build 2026-12-01T13:00:00Z),O=bee"
+    serial: str | None  # what modinfo prints as sig_key
+    cert_sha256: str | None  # of the DER certificate
+    cert_path: str | None  # /usr/local/lib/nvidia/module-signing.der when the image has it
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class NvidiaDriverSection:
     driver_version: str | None  # from the shipped modules' manifests
     flavours_shipped: list[str]
@@ -121,6 +141,8 @@ class NvidiaDriverSection:
     loaded_version: str | None
     loader_status: str | None  # what bee-nvidia wrote: loaded | failed | skipped
     loader_message: str | None
+    loader_cause: str | None  # "secure-boot": the kernel refused the modules' signature
+    module_signing: ModuleSigning | None  # None: the shipped modules are not signed
     gpus: list[GpuSupport]
     errors: list[str]
 
@@ -298,10 +320,9 @@ def bus_gpus(probe: Probe) -> list[BusGpu]:
     return found
 
 
-def shipped_flavours(probe: Probe) -> tuple[list[str], str | None]:
-    """(flavours whose modules and manifest are in the image, the driver version they carry)."""
-    flavours: list[str] = []
-    version = None
+def _manifests(probe: Probe) -> dict[str, dict[str, Any]]:
+    """Each shipped flavour's manifest.json (one that lists modules), in FLAVOURS order."""
+    found: dict[str, dict[str, Any]] = {}
     for flavour in FLAVOURS:
         text = probe.read_text(f"{NVIDIA_DIR}/{flavour}/manifest.json")
         try:
@@ -309,10 +330,37 @@ def shipped_flavours(probe: Probe) -> tuple[list[str], str | None]:
         except (ValueError, RecursionError):
             manifest = None
         if isinstance(manifest, dict) and manifest.get("modules"):
-            flavours.append(flavour)
-            value = manifest.get("version")
-            version = version or (value if isinstance(value, str) else None)
-    return flavours, version
+            found[flavour] = manifest
+    return found
+
+
+def shipped_flavours(probe: Probe) -> tuple[list[str], str | None]:
+    """(flavours whose modules and manifest are in the image, the driver version they carry)."""
+    manifests = _manifests(probe)
+    versions = [m.get("version") for m in manifests.values()]
+    version = next((v for v in versions if isinstance(v, str)), None)
+    return list(manifests), version
+
+
+def module_signing(probe: Probe) -> ModuleSigning | None:
+    """The first signed flavour's `signing` record, and whether the image has its certificate."""
+    for manifest in _manifests(probe).values():
+        signing = manifest.get("signing")
+        if not isinstance(signing, dict):
+            continue
+
+        def text(key: str, record: dict[str, Any] = signing) -> str | None:
+            value = record.get(key)
+            return value if isinstance(value, str) and value else None
+
+        return ModuleSigning(
+            origin=text("origin"),
+            subject=text("subject"),
+            serial=text("serial"),
+            cert_sha256=text("cert_sha256"),
+            cert_path=SIGNING_CERT if probe.exists(SIGNING_CERT) else None,
+        )
+    return None
 
 
 def loaded_flavour(version_text: str | None) -> tuple[str | None, str | None]:
@@ -385,6 +433,8 @@ def collect(probe: Probe) -> NvidiaDriverSection | None:
         loaded_version=loaded_version,
         loader_status=record.get("status"),
         loader_message=record.get("message") or None,
+        loader_cause=record.get("cause") or None,
+        module_signing=module_signing(probe),
         gpus=gpus,
         errors=list(table.errors) if table else [f"{SUPPORTED_GPUS} is missing"],
     )
@@ -424,10 +474,7 @@ def findings(sections: Mapping[str, object]) -> list[Finding]:
                 source="nvidia_driver",
                 severity="critical",
                 subject="bee-nvidia",
-                message=(
-                    f"bee-nvidia could not load the {section.flavour_chosen or '?'} NVIDIA "
-                    f"modules: {section.loader_message or 'see journalctl -u bee-nvidia'}"
-                ),
+                message=_load_failure(section),
             )
         )
     elif section.flavour_loaded and section.flavour_chosen not in (None, section.flavour_loaded):
@@ -443,6 +490,29 @@ def findings(sections: Mapping[str, object]) -> list[Finding]:
             )
         )
     return found
+
+
+def _load_failure(section: NvidiaDriverSection) -> str:
+    """What a failed load means; a Secure Boot refusal says which key and how to enrol it."""
+    flavour = section.flavour_chosen or "?"
+    said = section.loader_message or "see journalctl -u bee-nvidia"
+    refused = section.loader_cause == "secure-boot" or any(
+        words in (section.loader_message or "") for words in SIGNATURE_REFUSALS
+    )
+    if not refused:
+        return f"bee-nvidia could not load the {flavour} NVIDIA modules: {said}"
+    signing = section.module_signing
+    key = (
+        f" (signed with the {signing.origin or '?'} key {signing.subject or '?'}, "
+        f"certificate sha256 {signing.cert_sha256 or '?'})"
+        if signing
+        else ""
+    )
+    cert = (signing.cert_path if signing else None) or SIGNING_CERT
+    return (
+        f"Secure Boot refused the {flavour} NVIDIA modules{key}, so no GPU is driven and "
+        f"nvidia-smi sees none: {said}; to load them, " + SECURE_BOOT_REMEDY.format(cert=cert)
+    )
 
 
 def summary(section: object) -> str | None:
