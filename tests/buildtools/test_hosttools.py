@@ -22,19 +22,15 @@ DYNAMIC = {
     "tool": ("apt-get", "apt-cache"),  # AptRepo._apt(tool, ...) is called with these only
     "self.argv": ("qemu-system-x86_64",),  # qemu.Vm, from qemu.machine_args
     "dest / 'bin/nvidia-smi'": (),  # the driver's own nvidia-smi, just built
-    "list(argv)": (),  # bench.run_measured: the agent under measurement (sys.executable)
-    "self.argv(command)": ("ssh",),  # vm_test.Ssh: ssh -F /dev/null ... root@guest
+    "list(...)": (),  # bench.run_measured, list(argv): the agent under measurement (sys.executable)
+    "self.argv(...)": ("ssh",),  # vm_test.Ssh: ssh -F /dev/null ... root@guest
     "args.ansible_playbook": ("ansible-playbook",),  # fleet_test --ansible-playbook
     # The image release's own debootstrap, unpacked under dist/ (nvidia/buildroot.py).
     "debootstrap / 'usr/sbin/debootstrap'": (),
-    # make on the host, or under chroot in the build root (nvidia/buildroot.py).
-    "where.argv(['nice', '-n', '10', 'make', '-C', str(inside), f'-j{jobs}', 'modules', "
-    "f'KERNEL_UNAME={kernel_abi}', f'CC={compiler}'])": ("chroot", "nice", "make"),
     # The pinned kernel's own scripts/sign-file (linux-kbuild, with its headers), on the host
     # or under chroot in the build root (nvidia/signing.py).
     "sign_file": (),
-    "where.argv([str(sign_file), hash_algo, str(inside / 'key.pem'), str(inside / 'cert.pem'), "
-    "str(inside / module.name)])": ("chroot",),
+    "str(sign_file)": (),
 }
 # The runner itself; commands that run in the guest (over ssh) or in the agent's own runner
 # (bench replays the audit through it), not on the build host.
@@ -43,20 +39,36 @@ GUEST = {"ssh", "self.system"}
 RUNS = {"run", "Popen"}
 
 
-def _first_word(node: ast.expr, names: dict[str, ast.expr], constants: dict[str, str]) -> str:
-    """The program of a command line, as a literal name or the source text standing for it."""
+def _programs(node: ast.expr, names: dict[str, ast.expr], constants: dict[str, str]) -> set[str]:
+    """The programs of a command line: literal names, or the source text standing for one.
+
+    `where.argv([...])` (a command run on the host or under chroot in the build root) counts as
+    the inner command plus chroot; `nice -n N prog` as nice plus prog. Any other call standing
+    for the command line is named by its function, `f(...)`, whatever its arguments.
+    """
     if isinstance(node, ast.Name) and node.id in names:
         node = names[node.id]
     if isinstance(node, ast.Call) and ast.unparse(node.func).endswith("install_command"):
-        return "apt-get"
-    if isinstance(node, ast.List | ast.Tuple) and node.elts:
-        head = node.elts[0]
-        if isinstance(head, ast.Constant) and isinstance(head.value, str):
-            return head.value
-        if isinstance(head, ast.Name) and head.id in constants:
-            return constants[head.id]
-        return ast.unparse(head).replace('"', "'")
-    return ast.unparse(node).replace('"', "'")
+        return {"apt-get"}
+    if isinstance(node, ast.Call) and ast.unparse(node.func) == "where.argv" and node.args:
+        return {"chroot", *_programs(node.args[0], names, constants)}
+    if isinstance(node, ast.Call):
+        return {ast.unparse(node.func) + "(...)"}
+    if not (isinstance(node, ast.List | ast.Tuple) and node.elts):
+        return {ast.unparse(node).replace('"', "'")}
+    words = []
+    for element in node.elts:
+        if isinstance(element, ast.Constant) and isinstance(element.value, str):
+            words.append(element.value)
+        elif isinstance(element, ast.Name) and element.id in constants:
+            words.append(constants[element.id])
+        else:
+            words.append(ast.unparse(element).replace('"', "'"))
+    found = {words[0]}
+    if words[0] == "nice":  # nice [-n N] PROGRAM ...
+        rest = [w for w in words[1:] if not w.startswith("-") and not w.lstrip("-").isdigit()]
+        found |= set(rest[:1])
+    return found
 
 
 def _literal(node: ast.expr) -> bool:
@@ -91,8 +103,8 @@ def called_programs() -> dict[str, set[str]]:
                 name = call.func.attr
                 receiver = ast.unparse(call.func.value)
                 if name in RUNS and call.args and receiver not in GUEST:
-                    program = _first_word(call.args[0], names, constants)
-                    found.setdefault(program, set()).add(str(path.relative_to(BUILDTOOLS)))
+                    for program in _programs(call.args[0], names, constants):
+                        found.setdefault(program, set()).add(str(path.relative_to(BUILDTOOLS)))
                 elif (name == "_apt" and call.args and isinstance(call.args[0], ast.Constant)) or (
                     ast.unparse(call.func) == "shutil.which"
                     and isinstance(call.args[0], ast.Constant)
