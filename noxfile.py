@@ -40,7 +40,7 @@ def nvidia_modules(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none", default=False)
 def build_iso(session: nox.Session) -> None:
-    """Build the bee live ISO into dist/ (root on Debian bookworm; see --help)."""
+    """Build the bee live ISO into dist/ (root on Debian 12 or 13; see --help)."""
     session.run("python3", "-m", "buildtools.image.build_iso", *session.posargs, external=True)
 
 
