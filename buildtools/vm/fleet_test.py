@@ -1,7 +1,7 @@
 """`nox -s fleet_vm_test`: a fleet of bee guests in QEMU, gathered for real.
 
     python3 -m buildtools.vm.fleet_test --iso ISO --ssh-key KEY [--guests 2] [--out dist]
-        [--ansible-playbook PATH] [--spec SPEC]
+        [--upload-to webdav|s3] [--ansible-playbook PATH] [--spec SPEC]
 
 Boots `--guests` copies of tests/vm/hardware.toml's server from the ISO at once, each with its
 own SMBIOS serial (the second also one DIMM fewer), runs `ansible/fleet.yml` with ansible-core
@@ -9,16 +9,19 @@ against them over the SSH the image runs (forwarded from 127.0.0.1), with `bee c
 guest against the hardware's spec, and checks that every guest's document came back, that
 guest2 alone was rejected and that `bee report` names its missing DIMM.
 
-Every guest also boots with `bee.upload=` pointing at a WebDAV folder of an nginx this test
-starts on 127.0.0.1 (the guest reaches it through a QEMU guestfwd, its user network stays
-restricted otherwise), except the last, whose URL names a port nothing forwards (a server that
-is down). An image with bee-upload.service must then have PUT each document there as
-`<serial>-<boot id>.json` (the guest's serial and /proc boot id), byte for byte what the
-playbook fetched over SSH, with a `.sha256` that `sha256sum -c` accepts; the outcome must be in
-the guest's journal, /run/bee/upload-status and motd; `bee report` over that folder must read
-those nodes. The last guest must be fully booted (multi-user.target active, the system
-running) while its upload still retries, and after its time limit say FAILED in its journal
-and motd, with nothing of it on the server. An image without the unit is reported as such.
+Every guest also boots with `bee.upload="URL"` (quoted, as GRUB needs for a URL with `&`)
+for a server this test starts on 127.0.0.1, reached through a QEMU guestfwd (the guests' user
+network stays restricted otherwise): `--upload-to webdav` (default) a WebDAV folder of nginx,
+`--upload-to s3` a SigV4 presigned PUT URL per guest for OpenStack Swift's S3 API
+(buildtools/swift_s3.py). The last guest's URL names a port nothing forwards instead (a server
+that is down). An image with bee-upload.service must then have PUT each other document there,
+for WebDAV as `<serial>-<boot id>.json` (the guest's serial and /proc boot id) with a `.sha256`
+that `sha256sum -c` accepts, for S3 under the presigned key; byte for byte what the playbook
+fetched over SSH, its sha256 in the guest's status file; the outcome must be in the guest's
+journal, /run/bee/upload-status and motd; `bee report` over what was pushed must read those
+nodes. The last guest must be fully booted (multi-user.target active, the system running)
+while its upload still retries, and after its time limit say FAILED in its journal and motd,
+with nothing of it on the server. An image without the unit is reported as such.
 
 Writes DIR/fleet-vm-test-<time>/report.txt. Heavy (N TCG boots): run it under
 `flock /work/heavy.lock` on a shared builder.
@@ -36,7 +39,7 @@ import sys
 import time
 from pathlib import Path
 
-from buildtools import hosttools
+from buildtools import hosttools, swift_s3
 from buildtools.runner import Runner
 from buildtools.vm import fru, hwspec, qemu
 from buildtools.vm.vm_test import (
@@ -144,20 +147,107 @@ class Nginx:
         self.proc.wait(10)
 
 
+GUEST_ENDPOINT = f"http://{UPLOAD_GUEST_ADDR}:{UPLOAD_GUEST_PORT}"
+
+
+class WebDav:
+    """--upload-to webdav: every guest gets the folder URL; bee names the object and PUTs a
+    .sha256 beside it."""
+
+    what = "nginx WebDAV"
+    sidecars = True
+
+    def __init__(self, base: Path) -> None:
+        self.nginx = Nginx(base)
+        self.port = self.nginx.port
+
+    def url(self, guest: str) -> str:
+        return f"{GUEST_ENDPOINT}/bee/"
+
+    def key(self, guest: str, name: str) -> str:
+        return name
+
+    def keys(self) -> list[str]:
+        return sorted(p.name for p in self.nginx.folder.iterdir() if p.is_file())
+
+    def landed(self) -> int:
+        return sum(key.endswith(".json.sha256") for key in self.keys())  # written last
+
+    def read(self, key: str) -> bytes | None:
+        path = self.nginx.folder / key
+        return path.read_bytes() if path.is_file() else None
+
+    def folder(self, run_dir: Path) -> Path:
+        return self.nginx.folder
+
+    def leftovers(self) -> list[str]:
+        return sorted(p.name for p in (self.nginx.base / "body").iterdir())
+
+    def stop(self) -> None:
+        self.nginx.stop()
+
+
+class S3:
+    """--upload-to s3: every guest gets its own SigV4 presigned PUT URL (as an operator makes
+    one per node) of an OpenStack Swift S3 API, signed for the address the guest reaches."""
+
+    what = "Swift S3 API"
+    sidecars = False
+
+    def __init__(self, base: Path) -> None:
+        if not swift_s3.available():
+            raise VmTestError("--upload-to s3 needs Debian's python3-swift (apt install)")
+        try:
+            self.swift = swift_s3.SwiftS3(base)
+        except (swift_s3.SwiftError, OSError) as exc:
+            raise VmTestError(f"Swift S3: {exc}") from None
+        self.port = self.swift.port
+
+    def url(self, guest: str) -> str:
+        return swift_s3.presign_put(GUEST_ENDPOINT, f"fleet/{guest}.json", expires_s=7200)
+
+    def key(self, guest: str, name: str) -> str:
+        return f"fleet/{guest}.json"
+
+    def keys(self) -> list[str]:
+        return self.swift.stored_keys()
+
+    def landed(self) -> int:
+        return len(self.keys())
+
+    def read(self, key: str) -> bytes | None:
+        return self.swift.get(key) if key in self.keys() else None
+
+    def folder(self, run_dir: Path) -> Path:
+        """The objects as files, for bee report."""
+        folder = run_dir / "pushed-s3"
+        folder.mkdir(exist_ok=True)
+        for key in self.keys():
+            (folder / key.replace("/", "_")).write_bytes(self.swift.get(key))
+        return folder
+
+    def leftovers(self) -> list[str]:
+        return []
+
+    def stop(self) -> None:
+        self.swift.stop()
+
+
 def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     run_dir = (args.out / f"fleet-vm-test-{timestamp()}").resolve()
     run_dir.mkdir(parents=True)
     hw = qemu.load_hardware()
     lines: list[str] = [f"fleet_vm_test: {args.guests} guests from {args.iso}"]
-    nginx: Nginx | None = None
+    store: WebDav | S3 | None = None
     vms: list[qemu.Vm] = []
     guests: dict[str, Ssh] = {}
     serials: dict[str, str] = {}
     try:
         with Runner(run_dir / "fleet-vm-test.log") as runner:
             hosttools.ensure("fleet_vm_test", runner)
-            nginx = Nginx(run_dir / "nginx")
+            store = S3(run_dir / "swift") if args.upload_to == "s3" else WebDav(run_dir / "nginx")
+            lines.append(f"upload to: {store.what}")
             relay = run_dir / "relay.py"
             relay.write_text(RELAY)
             boot = qemu.extract_boot_files(args.iso, run_dir / "boot", runner)
@@ -167,9 +257,12 @@ def run(args: argparse.Namespace) -> int:
                 name = f"guest{index}"
                 # The last guest's server is down (a port nothing forwards): its boot must
                 # not wait for the upload.
-                port_in_guest = UPLOAD_DEAD_PORT if index == args.guests else UPLOAD_GUEST_PORT
-                url = f"http://{UPLOAD_GUEST_ADDR}:{port_in_guest}/bee/"
-                append = f"{boot.append} bee.upload={url}"
+                if index == args.guests:
+                    url = f"http://{UPLOAD_GUEST_ADDR}:{UPLOAD_DEAD_PORT}/bee/"
+                else:
+                    url = store.url(name)
+                # Quoted as an operator must in GRUB (a presigned URL holds &).
+                append = f'{boot.append} bee.upload="{url}"'
                 guest_hw = guest_hardware(hw, index)
                 fru_path, sdr_path = fru.write_images(list(guest_hw.fru_devices), run_dir / name)
                 port = qemu.free_port()
@@ -178,7 +271,7 @@ def run(args: argparse.Namespace) -> int:
                     iso=args.iso, fru_path=fru_path,
                     sdr_path=sdr_path, serial_log=run_dir / f"{name}-serial.log", ssh_port=port,
                 )  # fmt: skip
-                argv = with_guestfwd(argv, nginx.port, relay)
+                argv = with_guestfwd(argv, store.port, relay)
                 (run_dir / f"{name}-qemu-argv.txt").write_text("\n".join(argv) + "\n")
                 vm = qemu.Vm(argv, run_dir / f"{name}-qemu-stderr.log")
                 vms.append(vm.__enter__())
@@ -189,15 +282,15 @@ def run(args: argparse.Namespace) -> int:
             for (name, ssh), vm in zip(guests.items(), vms, strict=True):
                 lines.append(f"{name}: audit done {wait_for_audit(ssh, vm, AUDIT_WAIT_S):.0f} s")
             ok = _playbook(args, run_dir, guests, lines)
-            ok = _uploads(run_dir, guests, serials, nginx, lines) and ok
+            ok = _uploads(run_dir, guests, serials, store, lines) and ok
     except (VmTestError, hosttools.HostToolsError, qemu.QemuError) as exc:
         lines.append(f"FAIL: {exc}")
         ok = False
     finally:
         for vm in vms:
             vm.stop()
-        if nginx is not None:
-            nginx.stop()
+        if store is not None:
+            store.stop()
         for name in ("vmlinuz", "initrd.img"):
             (run_dir / "boot" / name).unlink(missing_ok=True)
     lines.append(f"{'PASS' if ok else 'FAIL'} in {time.monotonic() - started:.0f} s ({run_dir})")
@@ -251,8 +344,9 @@ def _playbook(
 
 
 def _uploads(
-    run_dir: Path, guests: dict[str, Ssh], serials: dict[str, str], nginx: Nginx, lines: list[str]
-) -> bool:
+    run_dir: Path, guests: dict[str, Ssh], serials: dict[str, str], store: WebDav | S3,
+    lines: list[str],
+) -> bool:  # fmt: skip
     """What bee-upload.service PUT at boot, if the image has it: for every guest whose server
     is up, `<serial>-<boot id>.json` byte for byte the guest's document, its .sha256 right,
     the outcome in the guest's journal and motd; the last guest (server down) fully booted while
@@ -264,14 +358,11 @@ def _uploads(
         return True
     *up, down = guests.items()
     end = time.monotonic() + UPLOAD_WAIT_S
-    while time.monotonic() < end and len(list(nginx.folder.glob("*.json.sha256"))) < len(up):
+    while time.monotonic() < end and store.landed() < len(up):
         time.sleep(3)
     ok = True
     for name, ssh in up:
-        ok = (
-            _landed(run_dir, name, ssh, serial=serials[name], folder=nginx.folder, lines=lines)
-            and ok
-        )
+        ok = _landed(run_dir, name, ssh, serial=serials[name], store=store, lines=lines) and ok
     # The guest whose server is down: booted all the way while bee upload still retries.
     name, ssh = down
     states = _ask(
@@ -312,16 +403,17 @@ def _uploads(
     lines.append(f"upload: {name}: {_field(status, 'result')}, "
                  f"{_field(status, 'attempts')} attempts in {_field(status, 'seconds')} s; "
                  f"motd: {motd}")  # fmt: skip
-    stray = sorted(p.name for p in nginx.folder.glob(f"{serials[name]}-*"))
+    stored = store.keys()
+    stray = [key for key in stored if key.startswith(f"{serials[name]}-") or f"/{name}." in key]
     ok = ok and bool(failed) and _field(status, "result") == "failed" and "FAILED" in motd
     ok = ok and not stray
-    stored = sorted(p.name for p in nginx.folder.iterdir())
-    lines.append(f"upload: nginx holds {', '.join(stored) or 'nothing'}")
-    temp = sorted(p.name for p in (nginx.base / "body").iterdir())
-    lines.append(f"upload: nginx body temp files left: {len(temp)}")
+    lines.append(f"upload: {store.what} holds {', '.join(stored) or 'nothing'}")
+    temp = store.leftovers()
+    if store.sidecars:
+        lines.append(f"upload: nginx body temp files left: {len(temp)}")
     pushed = run_dir / "pushed.html"
     report = subprocess.run(
-        [sys.executable, "-m", "bee", "report", str(nginx.folder), "-o", str(pushed)],
+        [sys.executable, "-m", "bee", "report", str(store.folder(run_dir)), "-o", str(pushed)],
         cwd=REPO / "agent", capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     lines.extend(f"upload report: {line}" for line in report.stdout.splitlines()[:4])
@@ -330,12 +422,14 @@ def _uploads(
 
 
 def _landed(
-    run_dir: Path, name: str, ssh: Ssh, *, serial: str, folder: Path, lines: list[str]
+    run_dir: Path, name: str, ssh: Ssh, *, serial: str, store: WebDav | S3, lines: list[str]
 ) -> bool:
-    """One guest's boot upload: under the name the issue gives, whole, with its sha256."""
+    """One guest's boot upload: named as the issue gives it (`<serial>-<boot id>.json`; under
+    a presigned URL's own key), whole, with its sha256 beside it where the store takes one."""
     boot_id = _ask(ssh, "cat /proc/sys/kernel/random/boot_id").strip()
     expected = f"{serial}-{boot_id}.json"
-    stored = folder / expected
+    key = store.key(name, expected)
+    stored = store.read(key)
     status = _ask(ssh, "cat /run/bee/upload-status")
     (run_dir / f"{name}-upload-status").write_text(status)
     journal = _ask(ssh, "journalctl -b -u bee-upload.service -o cat --no-pager")
@@ -343,26 +437,29 @@ def _landed(
     sent = [x for x in journal.splitlines() if x.startswith("bee upload: ")]
     motd = _motd_upload(ssh)
     pulled = run_dir / "pulled" / "audits" / f"{name}.json"  # the playbook's copy, over SSH
-    same = stored.is_file() and pulled.is_file() and stored.read_bytes() == pulled.read_bytes()
-    digest = hashlib.sha256(stored.read_bytes()).hexdigest() if stored.is_file() else "-"
-    sidecar = folder / f"{expected}.sha256"
-    side = sidecar.read_text(errors="replace") if sidecar.is_file() else ""
-    check = subprocess.run(
-        ["sha256sum", "-c", sidecar.name], cwd=folder, capture_output=True, text=True,
-        timeout=60, check=False,
-    )  # fmt: skip
+    same = stored is not None and pulled.is_file() and stored == pulled.read_bytes()
+    digest = hashlib.sha256(stored).hexdigest() if stored is not None else "-"
     lines.append(
-        f"upload: {name}: {expected} {'stored' if stored.is_file() else 'MISSING'}"
+        f"upload: {name}: {key} {'stored' if stored is not None else 'MISSING'}"
         f"{', same bytes as the node' if same else ', NOT the node document'}; "
-        f"sha256 {digest[:16]}...: .sha256 {'matches' if side.split()[:1] == [digest] else 'WRONG'}"
-        f", sha256sum -c: {check.stdout.strip() or check.stderr.strip()}"
+        f"sha256 {digest}, in the status file: {_field(status, 'sha256') == digest}"
     )
+    ok = same and _field(status, "sha256") == digest
+    if store.sidecars:
+        side = (store.read(f"{key}.sha256") or b"").decode(errors="replace")
+        check = subprocess.run(
+            ["sha256sum", "-c", f"{key}.sha256"], cwd=store.folder(run_dir), capture_output=True,
+            text=True, timeout=60, check=False,
+        )  # fmt: skip
+        lines.append(
+            f"upload: {name}: .sha256 {'matches' if side.split()[:1] == [digest] else 'WRONG'}, "
+            f"sha256sum -c: {check.stdout.strip() or check.stderr.strip()}"
+        )
+        ok = ok and side.split()[:1] == [digest] and check.returncode == 0
     lines.append(f"upload: {name}: journal: {sent[-1] if sent else '(no bee upload line)'}")
     lines.append(f"upload: {name}: status {_field(status, 'result')}; motd: {motd}")
     return (
-        same
-        and side.split()[:1] == [digest]
-        and check.returncode == 0
+        ok
         and _field(status, "result") == "ok"
         and _field(status, "name") == expected
         and any(expected in x and " sent to " in x for x in sent)
@@ -401,6 +498,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--iso", type=Path, required=True)
     parser.add_argument("--ssh-key", type=Path, required=True, help="private key the ISO trusts")
     parser.add_argument("--guests", type=int, default=2)
+    parser.add_argument(
+        "--upload-to",
+        choices=("webdav", "s3"),
+        default="webdav",
+        help="the boot uploads' server: nginx WebDAV (a folder URL), or OpenStack Swift's S3 API "
+        "(a presigned URL per guest; needs python3-swift)",
+    )
     parser.add_argument("--out", type=Path, default=REPO / "dist")
     parser.add_argument(
         "--spec",

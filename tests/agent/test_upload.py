@@ -28,6 +28,7 @@ from bee.upload import (
     target,
     url_from_cmdline,
 )
+from buildtools import swift_s3
 from conftest import REPO, free_port, run_bee, wait_listening
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
@@ -431,121 +432,35 @@ def test_usage_errors(tmp_path, audit_file):
 
 # --- S3: OpenStack Swift's S3 API (Debian's python3-swift) on loopback ------------------------
 
-# Swift runs under Debian's own Python, where python3-swift is installed (not the test venv).
-SWIFT_PYTHON = "/usr/bin/python3"
-SWIFT_S3API = Path("/usr/lib/python3/dist-packages/swift/common/middleware/s3api/s3api.py")
 try:
     import botocore.session
     from botocore.config import Config as BotocoreConfig
 except ImportError:  # the test venv installs it (noxfile TEST_DEPS)
     botocore = None
 needs_swift = pytest.mark.skipif(
-    not SWIFT_S3API.is_file() or botocore is None,
+    not swift_s3.available() or botocore is None,
     reason="needs Debian's python3-swift (apt install python3-swift) and botocore",
 )
-S3_KEY, S3_SECRET = "test:tester", "testing"  # tempauth's user, as Swift's own test setup has it
-SWIFT_SERVERS = ("account", "container", "object", "proxy")
-SWIFT_MAIN = (
-    "import sys; from swift.common import utils, wsgi; utils.set_swift_dir(sys.argv[1]); "
-    "sys.exit(wsgi.run_wsgi(sys.argv[2], sys.argv[3], verbose=True))"
-)
-SWIFT_RINGS = """import sys
-from swift.common.ring import RingBuilder
-for name, port in zip(("account", "container", "object"), sys.argv[2:]):
-    builder = RingBuilder(4, 1, 0)
-    builder.add_dev(dict(id=0, region=1, zone=1, ip="127.0.0.1", port=int(port), device="d1",
-                         weight=1, meta=""))
-    builder.rebalance()
-    builder.get_ring().save(f"{sys.argv[1]}/{name}.ring.gz")
-"""
 
 
-class SwiftS3:
-    """A one-disk OpenStack Swift (account, container, object and proxy servers) whose proxy
-    speaks S3 (the s3api middleware) with tempauth's keys: it checks presigned URLs' SigV4 and
-    SigV2 signatures and their expiry as S3 does, and stores objects in its own format."""
-
-    def __init__(self, base: Path) -> None:
-        self.base = base
-        ports = {name: free_port() for name in SWIFT_SERVERS}
-        self.port = ports["proxy"]
-        (base / "devices" / "d1").mkdir(parents=True)
-        (base / "swift.conf").write_text(
-            "[swift-hash]\nswift_hash_path_suffix = bee-test\n"
-            "[storage-policy:0]\nname = one\ndefault = yes\n"
-        )
-        rings = [SWIFT_PYTHON, "-c", SWIFT_RINGS, str(base)]
-        rings += [str(ports[name]) for name in SWIFT_SERVERS[:3]]
-        subprocess.run(rings, check=True, capture_output=True, timeout=60)
-        common = f"[DEFAULT]\nbind_ip = 127.0.0.1\nswift_dir = {base}\nworkers = 0\n"
-        for name in SWIFT_SERVERS[:3]:
-            (base / f"{name}.conf").write_text(
-                f"{common}bind_port = {ports[name]}\ndevices = {base}/devices\n"
-                f"mount_check = false\n[pipeline:main]\npipeline = {name}-server\n"
-                f"[app:{name}-server]\nuse = egg:swift#{name}\n"
-            )
-        filters = {
-            "catch_errors": "catch_errors",
-            "gatekeeper": "gatekeeper",
-            "proxy-logging": "proxy_logging",
-            "cache": f"memcache\nmemcache_servers = 127.0.0.1:{free_port()}",  # none: tempauth
-            "s3api": "s3api",  # needs the cache object, not a memcached
-            "tempauth": f"tempauth\nuser_{S3_KEY.replace(':', '_')} = {S3_SECRET} .admin",
-        }
-        (base / "proxy.conf").write_text(
-            f"{common}bind_port = {self.port}\n[pipeline:main]\npipeline = catch_errors "
-            "gatekeeper proxy-logging cache s3api tempauth proxy-logging proxy-server\n"
-            "[app:proxy-server]\nuse = egg:swift#proxy\naccount_autocreate = true\n"
-            + "".join(f"[filter:{name}]\nuse = egg:swift#{use}\n" for name, use in filters.items())
-        )
-        self.processes = []
-        for name in SWIFT_SERVERS:
-            log = (base / f"{name}.log").open("wb")
-            argv = [SWIFT_PYTHON, "-c", SWIFT_MAIN, str(base), str(base / f"{name}.conf")]
-            server = subprocess.Popen([*argv, f"{name}-server"], stdout=log, stderr=log)
-            self.processes.append(server)
-            log.close()
-        for process, name in zip(self.processes, SWIFT_SERVERS, strict=True):
-            wait_listening(process, ports[name], f"swift {name}-server", timeout=90)
-        self.client("s3v4").create_bucket(Bucket="bee")
-
-    def client(self, signature: str):
-        return botocore.session.get_session().create_client(
-            "s3",
-            endpoint_url=f"http://127.0.0.1:{self.port}",
-            region_name="us-east-1",
-            aws_access_key_id=S3_KEY,
-            aws_secret_access_key=S3_SECRET,
-            config=BotocoreConfig(signature_version=signature, s3={"addressing_style": "path"}),
-        )
-
-    def presigned_put(self, key: str, *, signature: str = "s3v4", expires_s: int = 600) -> str:
-        return self.client(signature).generate_presigned_url(
-            "put_object", Params={"Bucket": "bee", "Key": key}, ExpiresIn=expires_s
-        )
-
-    def stored_keys(self) -> list[str]:
-        listed = self.client("s3v4").list_objects_v2(Bucket="bee")
-        return [item["Key"] for item in listed.get("Contents", [])]
-
-    def get(self, key: str) -> tuple[bytes, str]:
-        answer = self.client("s3v4").get_object(Bucket="bee", Key=key)
-        return answer["Body"].read(), answer["ETag"].strip('"')
-
-    def stop(self) -> None:
-        for process in self.processes:
-            process.terminate()
-        for process in self.processes:
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
+def sdk_presigned_put(server: swift_s3.SwiftS3, key: str, signature: str, expires_s: int) -> str:
+    """What an operator's SDK makes: botocore's generate_presigned_url for put_object."""
+    client = botocore.session.get_session().create_client(
+        "s3",
+        endpoint_url=server.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=swift_s3.ACCESS_KEY,
+        aws_secret_access_key=swift_s3.SECRET_KEY,
+        config=BotocoreConfig(signature_version=signature, s3={"addressing_style": "path"}),
+    )
+    return client.generate_presigned_url(
+        "put_object", Params={"Bucket": swift_s3.BUCKET, "Key": key}, ExpiresIn=expires_s
+    )
 
 
 @pytest.fixture(scope="module")
-def swift(tmp_path_factory) -> Iterator[SwiftS3]:
-    server = SwiftS3(tmp_path_factory.mktemp("swift"))
+def swift(tmp_path_factory) -> Iterator[swift_s3.SwiftS3]:
+    server = swift_s3.SwiftS3(tmp_path_factory.mktemp("swift"))
     yield server
     server.stop()
 
@@ -555,12 +470,11 @@ def swift(tmp_path_factory) -> Iterator[SwiftS3]:
 def test_a_presigned_put_url_stores_the_document_in_s3(swift, audit_file, tmp_path, signature):
     name = expected_name(audit_file)
     key = f"{signature}/{name}"
-    url = swift.presigned_put(key, signature=signature)
+    url = sdk_presigned_put(swift, key, signature, 600)
     result, _, status = bee_upload(url, audit_file, tmp_path)
     assert result.returncode == 0, result.stderr
-    body, etag = swift.get(key)
+    body = swift.get(key)
     assert body == audit_file.read_bytes()
-    assert etag == hashlib.md5(body).hexdigest()  # the store's own checksum of what it got
     assert key in swift.stored_keys() and f"{key}.sha256" not in swift.stored_keys()
     assert status["url"] == f"http://127.0.0.1:{swift.port}/bee/{key}?..."
     assert status["attempts"] == "1" and status["sha256"] == hashlib.sha256(body).hexdigest()
@@ -570,7 +484,7 @@ def test_a_presigned_put_url_stores_the_document_in_s3(swift, audit_file, tmp_pa
 @needs_swift
 def test_a_bad_signature_is_refused_at_once_in_words(swift, audit_file, tmp_path):
     key = f"bad/{expected_name(audit_file)}"
-    url = swift.presigned_put(key)
+    url = sdk_presigned_put(swift, key, "s3v4", 600)
     forged = url[:-1] + ("0" if url[-1] != "0" else "1")
     result, _, status = bee_upload(forged, audit_file, tmp_path)
     assert result.returncode == 1
@@ -586,13 +500,33 @@ def test_a_bad_signature_is_refused_at_once_in_words(swift, audit_file, tmp_path
 @needs_swift
 def test_an_expired_presigned_url_says_so(swift, audit_file, tmp_path):
     key = f"expired/{expected_name(audit_file)}"
-    url = swift.presigned_put(key, expires_s=1)
+    url = sdk_presigned_put(swift, key, "s3v4", 1)
     time.sleep(2.1)
     result, _, status = bee_upload(url, audit_file, tmp_path)
     assert result.returncode == 1 and status["attempts"] == "1"
     assert status["message"] == "HTTP 403 Forbidden (S3 AccessDenied: Request has expired)"
     assert "Request has expired" in result.stderr
     assert key not in swift.stored_keys()
+
+
+@needs_swift
+def test_the_stdlib_presigned_url_of_the_fleet_vm_test_is_one_swift_accepts(
+    swift, audit_file, tmp_path
+):
+    """buildtools.swift_s3.presign_put (fleet_vm_test signs its guest's URL with it): stored
+    when right, refused when the key or the time differs from what was signed."""
+    key = "stdlib/node-1.json"
+    url = swift_s3.presign_put(swift.endpoint, key, expires_s=600)
+    result, _, status = bee_upload(url, audit_file, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert swift.get(key) == audit_file.read_bytes()
+    moved = url.replace("node-1.json", "node-2.json")
+    _, _, status = bee_upload(moved, audit_file, tmp_path)
+    assert "SignatureDoesNotMatch" in status["message"]
+    old = swift_s3.presign_put(swift.endpoint, key, expires_s=60, now=time.time() - 3600)
+    _, _, status = bee_upload(old, audit_file, tmp_path)
+    assert swift.stored_keys().count(key) == 1 and "stdlib/node-2.json" not in swift.stored_keys()
+    assert status["message"] == "HTTP 403 Forbidden (S3 AccessDenied: Request has expired)"
 
 
 def test_s3_error_answers_are_read_in_linear_time_and_never_raise():

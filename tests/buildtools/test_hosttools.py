@@ -24,6 +24,10 @@ DYNAMIC = {
     "dest / 'bin/nvidia-smi'": (),  # the driver's own nvidia-smi, just built
     "list(...)": (),  # bench.run_measured, list(argv): the agent under measurement (sys.executable)
     "self.argv(...)": ("ssh",),  # vm_test.Ssh: ssh -F /dev/null ... root@guest
+    # swift_s3: Debian's own Python running OpenStack Swift (python3-swift), which the tests
+    # and fleet_vm_test --upload-to s3 check with swift_s3.available() and skip or say without.
+    "/usr/bin/python3": (),
+    "*argv": (),
     "args.ansible_playbook": ("ansible-playbook",),  # fleet_test --ansible-playbook
     # The image release's own debootstrap, unpacked under dist/ (nvidia/buildroot.py).
     "debootstrap / 'usr/sbin/debootstrap'": (),
