@@ -180,3 +180,31 @@ def test_playbook_waits_fetches_and_reports(tmp_path, fleet, documents):
     assert report.count("<tr") == 4  # header and three nodes
     assert (tmp_path / "run" / "bee-fleet.csv").read_text().count("\n") == 4
     assert "node1" in output and "ok=" in output
+
+
+def test_batches_go_on_and_the_report_comes_when_a_whole_batch_fails(tmp_path, fleet, documents):
+    """`-e bee_batch=2 -f 2`: the second batch (node3, node4) fails whole, as a rack that did
+    not boot would. Ansible ends a playbook when every host of a batch failed, whatever
+    max_fail_percentage says; the playbook's per-node failures must not count as such."""
+    inventory, nodes = fleet
+    whole, _ = documents
+    nodes["node1"].audit_done(0, whole)
+    nodes["node2"].audit_done(0, whole)
+    nodes["node3"].audit_done(1, None)
+    nodes["node4"].audit_done(1, None)
+    audits = tmp_path / "run" / "audits"
+    env = dict(os.environ, ANSIBLE_CONFIG=str(PLAYBOOK_DIR / "ansible.cfg"))
+    env["ANSIBLE_LOCAL_TEMP"] = str(tmp_path / "ansible-local")
+    env["ANSIBLE_REMOTE_TEMP"] = "/run/bee/.ansible"
+    result = subprocess.run(
+        [ansible_playbook(), "-i", str(inventory), str(PLAYBOOK_DIR / "fleet.yml"), "-f", "2",
+         "-e", "bee_batch=2", "-e", f"bee_audits_dir={audits}", "-e", f"bee_agent_dir={AGENT_DIR}"],
+        capture_output=True, text=True, env=env, timeout=240, check=False,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert output.count("PLAY [Fetch each node's bee audit]") == 2  # two batches ran
+    assert sorted(p.name for p in audits.iterdir()) == ["node1.json", "node2.json"]
+    assert "bee report: 2 nodes, 0 files skipped" in output
+    assert "No audit from: node3, node4" in output
+    assert "bee audit exited 1 on node3" in output and "bee audit exited 1 on node4" in output
