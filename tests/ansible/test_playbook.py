@@ -207,4 +207,8 @@ def test_batches_go_on_and_the_report_comes_when_a_whole_batch_fails(tmp_path, f
     assert sorted(p.name for p in audits.iterdir()) == ["node1.json", "node2.json"]
     assert "bee report: 2 nodes, 0 files skipped" in output
     assert "No audit from: node3, node4" in output
-    assert "bee audit exited 1 on node3" in output and "bee audit exited 1 on node4" in output
+    # The run's last word names each node and why.
+    assert (
+        "node3: bee audit exited 1 on node3: journalctl -u bee-audit; "
+        "node4: bee audit exited 1 on node4: journalctl -u bee-audit"
+    ) in output
