@@ -227,7 +227,9 @@ def test_server_down_is_retried_until_the_limit_and_the_node_keeps_its_document(
     assert result.returncode == 1
     assert status["result"] == "failed" and status["message"] == "connection refused"
     assert int(status["attempts"]) >= 3  # 1 s, 2 s backoff inside 4 s
-    assert 2.5 < elapsed < 4 + 2.5  # interpreter start included
+    # Ends at its limit, not long after (a loaded 2-core builder once took 2.5 s more to start
+    # and end the interpreter); a hang would take the 20 s attempt timeout or more.
+    assert 2.5 < elapsed < 4 + 12
     assert "FAILED" in result.stderr and "the document stays on this node" in result.stderr
     assert audit_file.read_bytes() == before
 
@@ -239,7 +241,7 @@ def test_500_is_retried_and_then_given_up(nginx, audit_file, tmp_path):
     assert status["message"] == "HTTP 500 Internal Server Error"
     assert int(status["attempts"]) >= 3
     assert nginx.access_log().count("PUT /broken/") == int(status["attempts"])
-    assert elapsed < 4 + 2.5
+    assert elapsed < 4 + 12
     assert nginx.stored() == {}
 
 
@@ -249,7 +251,7 @@ def test_a_server_that_never_answers_does_not_hold_the_node(nginx, audit_file, t
     assert result.returncode == 1
     assert status["message"] in ("no answer within 3 s", "time limit of 3 s passed")
     assert status["attempts"] == "1"
-    assert elapsed < 3 + 2.5
+    assert elapsed < 3 + 12  # not the 20 s attempt timeout
 
 
 class CutOnce:
