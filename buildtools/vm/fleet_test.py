@@ -9,19 +9,21 @@ against them over the SSH the image runs (forwarded from 127.0.0.1), with `bee c
 guest against the hardware's spec, and checks that every guest's document came back, that
 guest2 alone was rejected and that `bee report` names its missing DIMM.
 
-Every guest also boots with `bee.upload="URL"` (quoted, as GRUB needs for a URL with `&`)
-for a server this test starts on 127.0.0.1, reached through a QEMU guestfwd (the guests' user
-network stays restricted otherwise): `--upload-to webdav` (default) a WebDAV folder of nginx,
+Every guest also boots with `bee.upload="URL"` (quoted, as GRUB needs for a URL with `&`) for a
+server this test starts on 127.0.0.1, reached through a QEMU guestfwd (the guests' user network
+stays restricted otherwise): `--upload-to webdav` (default) a WebDAV folder of nginx,
 `--upload-to s3` a SigV4 presigned PUT URL per guest for OpenStack Swift's S3 API
-(buildtools/swift_s3.py). The last guest's URL names a port nothing forwards instead (a server
-that is down). An image with bee-upload.service must then have PUT each other document there,
-for WebDAV as `<serial>-<boot id>.json` (the guest's serial and /proc boot id) with a `.sha256`
-that `sha256sum -c` accepts, for S3 under the presigned key; byte for byte what the playbook
-fetched over SSH, its sha256 in the guest's status file; the outcome must be in the guest's
-journal, /run/bee/upload-status and motd; `bee report` over what was pushed must read those
-nodes. The last guest must be fully booted (multi-user.target active, the system running)
-while its upload still retries, and after its time limit say FAILED in its journal and motd,
-with nothing of it on the server. An image without the unit is reported as such.
+(buildtools/swift_s3.py), `--upload-to baked` none but the last guest's (the image was built
+with `--upload-url http://10.0.2.100:8080/bee/`; the command line's URL must win over it). The
+last guest's URL names a port nothing forwards instead (a server that is down). An image with
+bee-upload.service must then have PUT each other document there, for WebDAV as `<serial>-<boot
+id>.json` (the guest's serial and /proc boot id) with a `.sha256` that `sha256sum -c` accepts,
+for S3 under the presigned key; byte for byte what the playbook fetched over SSH, its sha256 in
+the guest's status file; the outcome must be in the guest's journal, /run/bee/upload-status and
+motd; `bee report` over what was pushed must read those nodes. The last guest must be fully
+booted (multi-user.target active, the system running) while its upload still retries, and after
+its time limit say FAILED in its journal and motd, with nothing of it on the server. An image
+without the unit is reported as such.
 
 Writes DIR/fleet-vm-test-<time>/report.txt. Heavy (N TCG boots): run it under
 `flock /work/heavy.lock` on a shared builder.
@@ -257,12 +259,12 @@ def run(args: argparse.Namespace) -> int:
                 name = f"guest{index}"
                 # The last guest's server is down (a port nothing forwards): its boot must
                 # not wait for the upload.
-                if index == args.guests:
+                if index == args.guests:  # on the command line even when baked: it wins
                     url = f"http://{UPLOAD_GUEST_ADDR}:{UPLOAD_DEAD_PORT}/bee/"
                 else:
-                    url = store.url(name)
+                    url = None if args.upload_to == "baked" else store.url(name)
                 # Quoted as an operator must in GRUB (a presigned URL holds &).
-                append = f'{boot.append} bee.upload="{url}"'
+                append = boot.append + (f' bee.upload="{url}"' if url else "")
                 guest_hw = guest_hardware(hw, index)
                 fru_path, sdr_path = fru.write_images(list(guest_hw.fru_devices), run_dir / name)
                 port = qemu.free_port()
@@ -500,10 +502,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--guests", type=int, default=2)
     parser.add_argument(
         "--upload-to",
-        choices=("webdav", "s3"),
+        choices=("webdav", "s3", "baked"),
         default="webdav",
-        help="the boot uploads' server: nginx WebDAV (a folder URL), or OpenStack Swift's S3 API "
-        "(a presigned URL per guest; needs python3-swift)",
+        help="the boot uploads' server: nginx WebDAV (a folder URL), OpenStack Swift's S3 API "
+        "(a presigned URL per guest; needs python3-swift), or nginx WebDAV at the URL the ISO "
+        f"has baked in (build_iso --upload-url {GUEST_ENDPOINT}/bee/): no bee.upload= but the "
+        "last guest's",
     )
     parser.add_argument("--out", type=Path, default=REPO / "dist")
     parser.add_argument(
