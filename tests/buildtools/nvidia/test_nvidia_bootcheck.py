@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -90,6 +92,11 @@ def test_judge_finds_each_problem(edit: tuple[str, str], problem: str) -> None:
 
 def test_parse_serial_edge_cases() -> None:
     assert parse_serial("").done is False
+    # Found by the property below: an exit code written with a leading zero.
+    assert parse_serial("BEE-CHECK insmod nvidia.ko rc=01 x").insmod["nvidia.ko"][0] == 1
+    assert_read_from(
+        "BEE-CHECK insmod nvidia.ko rc=01 x", parse_serial("BEE-CHECK insmod nvidia.ko rc=01 x")
+    )
     assert parse_serial("BEE-CHECK insmod x.ko rc=?? junk").insmod["x.ko"][0] == -1
 
 
@@ -99,7 +106,8 @@ def assert_read_from(text: str, result) -> None:
     if "BEE-CHECK " not in text:
         assert result == parse_serial("")
     for code, _message in [*result.insmod.values(), *([result.smi] if result.smi else [])]:
-        assert code == -1 or (code >= 0 and f"rc={code}" in text)
+        # `rc=01` is exit code 1 as written: leading zeros allowed, no digit after it.
+        assert code == -1 or (code >= 0 and re.search(rf"rc=0*{code}(?![0-9])", text))
     assert result.done == any(
         line.partition("BEE-CHECK ")[2].strip().partition(" ")[0] == "done"
         for line in text.splitlines()
