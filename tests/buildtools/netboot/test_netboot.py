@@ -108,3 +108,43 @@ def test_server_counts_what_the_bridge_carries(tmp_path: Path) -> None:
     assert server.served.bytes_by_path == {"/filesystem.squashfs": 300_000}
     assert server.served.requests == [("/filesystem.squashfs", 200), ("/wrong.squashfs", 404)]
     assert command[0] == sys.executable
+
+
+# --- the ready configurations in docs/netboot.md ----------------------------------------------
+
+DOCS = Path(__file__).resolve().parents[3] / "docs" / "netboot.md"
+
+
+def docs_block(marker: str) -> str:
+    """The fenced block of docs/netboot.md that contains `marker`, as a user would copy it."""
+    text = DOCS.read_text(encoding="utf-8")
+    blocks = [part.split("\n", 1)[1] for part in text.split("```")[1::2] if "\n" in part]
+    return next(block for block in blocks if marker in block)
+
+
+@pytest.mark.skipif(shutil.which("dnsmasq") is None, reason="needs dnsmasq (dnsmasq-base)")
+def test_the_docs_dnsmasq_configuration_is_accepted_by_dnsmasq(tmp_path: Path) -> None:
+    conf = tmp_path / "bee-pxe.conf"
+    conf.write_text(docs_block("/etc/dnsmasq.d/bee-pxe.conf"))
+    result = subprocess.run(
+        ["dnsmasq", "--test", "-C", str(conf)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "dhcp-boot=tag:ipxe,http://10.0.0.5/bee/boot.ipxe" in conf.read_text()
+
+
+@pytest.mark.skipif(shutil.which("nginx") is None, reason="needs nginx")
+def test_the_docs_nginx_configuration_is_accepted_by_nginx(tmp_path: Path) -> None:
+    # nginx -t binds nothing; a loopback address keeps it so should that change.
+    server = docs_block("/etc/nginx/sites-enabled/bee").replace(
+        "listen 80;", "listen 127.0.0.1:80;"
+    )
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(
+        f"pid {tmp_path}/nginx.pid; error_log {tmp_path}/error.log;\n"
+        f"events {{}}\nhttp {{ access_log off; client_body_temp_path {tmp_path};\n{server}\n}}\n"
+    )
+    result = subprocess.run(
+        ["nginx", "-t", "-q", "-c", str(conf)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
