@@ -166,7 +166,8 @@ def test_builder_config_pins_one_kernel_and_the_mirrors() -> None:
         '--mirror-bootstrap "${MIRROR}"',
         '--chroot-squashfs-compression-type "${SQUASHFS}"',
         "--apt-recommends false",
-        "noautologin console=ttyS0,115200 console=tty1",
+        # the serial console last: it is /dev/console (systemd status, the units output)
+        "console=tty1 console=ttyS0,115200",
     ):
         assert option in auto
     hook = (build_iso.BUILDER_DIR / "config/hooks/normal/9000-bee-image.hook.chroot").read_text()
