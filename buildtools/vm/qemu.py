@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from buildtools.runner import CommandError, Runner, stop_group
-from buildtools.vm import fru
+from buildtools.vm import fru, phases
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HARDWARE_FILE = REPO_ROOT / "tests" / "vm" / "hardware.toml"
@@ -642,11 +642,13 @@ class Vm:
     Not a runner command: the VM runs while the test talks to it, and the test's waits bound it.
     """
 
-    def __init__(self, argv: list[str], stderr_log: Path) -> None:
+    def __init__(self, argv: list[str], stderr_log: Path, serial_log: Path | None = None) -> None:
         self.argv = argv
         self.stderr_log = stderr_log
+        self.serial_log = serial_log
         self.proc: subprocess.Popen | None = None
         self.started = 0.0
+        self.clock: phases.SerialClock | None = None  # when each serial line came
 
     def __enter__(self) -> Vm:
         self.stderr_log.parent.mkdir(parents=True, exist_ok=True)
@@ -664,6 +666,8 @@ class Vm:
                     f"{QEMU} is not installed (apt-get install qemu-system-x86)"
                 ) from None
         self.started = time.monotonic()
+        if self.serial_log is not None:
+            self.clock = phases.SerialClock(self.serial_log, self.started).start()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -678,6 +682,11 @@ class Vm:
         lines = self.stderr_log.read_text(errors="replace").strip().splitlines()
         return f"QEMU exited with {code}: {lines[-1] if lines else 'no message'}"
 
+    def serial_lines(self) -> list[phases.SerialLine]:
+        return self.clock.lines() if self.clock is not None else []
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             stop_group(self.proc)
+        if self.clock is not None:
+            self.clock.stop()

@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import re
 import shlex
 import shutil
@@ -53,7 +54,7 @@ from buildtools.netboot import artefacts as netboot
 from buildtools.netboot.serve import GUEST_ADDRESS, NetbootServer
 from buildtools.runner import CommandError, Runner
 from buildtools.vm import checks as vm_checks
-from buildtools.vm import fru, hwspec, qemu
+from buildtools.vm import fru, hwspec, phases, qemu
 
 REPO_ROOT = qemu.REPO_ROOT
 SMOKETEST = REPO_ROOT / "iso" / "builder" / "smoketest.sh"
@@ -95,6 +96,12 @@ class BootReport:
     total_s: float | None = None
     bytes_served: int | None = None  # netboot: what the HTTP server sent during this boot
     checks: list[Check] = field(default_factory=list)
+    firmware: str = ""
+    phases: phases.Phases | None = None
+    silences: list[tuple[float, str, str]] = field(default_factory=list)
+    systemd: dict[str, float] = field(default_factory=dict)  # systemd-analyze's parts
+    blame: list[tuple[float, str]] = field(default_factory=list)
+    password: str | None = field(default=None, repr=False)  # keyless: never in the report
 
 
 # --- ssh --------------------------------------------------------------------------------------
@@ -106,19 +113,25 @@ class Ssh:
     port: int
     known_hosts: Path
 
-    def argv(self, *remote: str) -> list[str]:
+    def argv(self, *remote: str, user: str = "root", password: bool = False) -> list[str]:
         # -F /dev/null and IdentitiesOnly/IdentityAgent=none: only the throwaway key, never a
         # developer's config, agent or keys. The known_hosts file records this boot's host key.
+        # With password, only password authentication, answered by ASKPASS (see run).
+        auth = (
+            [
+                *("-o", "BatchMode=no", "-o", "PubkeyAuthentication=no"),
+                *("-o", "PreferredAuthentications=password", "-o", "NumberOfPasswordPrompts=1"),
+            ]
+            if password
+            else ["-i", str(self.key), "-o", "BatchMode=yes"]
+        )
         return [
             "ssh",
             "-F",
             "/dev/null",
-            "-i",
-            str(self.key),
+            *auth,
             "-p",
             str(self.port),
-            "-o",
-            "BatchMode=yes",
             "-o",
             "IdentitiesOnly=yes",
             "-o",
@@ -131,20 +144,41 @@ class Ssh:
             "ConnectTimeout=5",
             "-o",
             "LogLevel=ERROR",
-            "root@127.0.0.1",
+            f"{user}@127.0.0.1",
             *remote,
         ]
 
     def run(
-        self, command: str, *, stdin: bytes | None = None, timeout: float = 120
+        self,
+        command: str,
+        *,
+        stdin: bytes | None = None,
+        timeout: float = 120,
+        user: str = "root",
+        password: str | None = None,
     ) -> subprocess.CompletedProcess[bytes]:
+        env = None
+        if password is not None:
+            # ssh reads a password only from a terminal or from SSH_ASKPASS: a script next to
+            # the key that prints it from the environment, so it is never in a file or argv.
+            askpass = self.key.with_name("askpass")
+            if not askpass.exists():
+                askpass.write_text('#!/bin/sh\nprintf "%s\\n" "$BEE_VM_TEST_PASSWORD"\n')
+                askpass.chmod(0o700)
+            env = {
+                **os.environ,
+                "SSH_ASKPASS": str(askpass),
+                "SSH_ASKPASS_REQUIRE": "force",
+                "BEE_VM_TEST_PASSWORD": password,
+            }
         try:
             return subprocess.run(
-                self.argv(command),
+                self.argv(command, user=user, password=password is not None),
                 input=stdin if stdin is not None else b"",
                 capture_output=True,
                 timeout=timeout,
                 check=False,
+                env=env,
             )
         except subprocess.TimeoutExpired as exc:
             return subprocess.CompletedProcess(exc.cmd, 124, exc.stdout or b"", exc.stderr or b"")
@@ -178,6 +212,117 @@ def wait_for_audit(ssh: Ssh, vm: qemu.Vm, timeout_s: float) -> float:
     raise VmTestError(f"bee-audit.service did not finish within {timeout_s:.0f} s")
 
 
+PASSWORD_LINE = re.compile(r"One-time root password for this boot: ([A-HJ-NP-Za-km-z2-9]{16})\b")
+ANALYZE_WAIT_S = 120
+
+
+def wait_for_password(vm: qemu.Vm, timeout_s: float) -> tuple[str, float]:
+    """The one-time root password bee-sshsetup printed on the serial console, and when."""
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        for line in vm.serial_lines():
+            if match := PASSWORD_LINE.search(line.text):
+                return match[1], line.at_s
+        if not vm.running():
+            raise VmTestError(f"the VM stopped before a password was shown: {vm.exit_message()}")
+        time.sleep(2)
+    raise VmTestError(f"no one-time root password on the serial console within {timeout_s:.0f} s")
+
+
+def password_login(ssh: Ssh, vm: qemu.Vm, report: BootReport, timeout_s: float) -> float:
+    """Keyless image: read the password off the console, log in with it over SSH (installing the
+    run's key, so the rest of the boot's checks log in as usual), check the live user."""
+    password, shown_at = wait_for_password(vm, timeout_s)
+    report.password = password
+    report.checks.append(
+        Check("one-time root password on the serial console", True, f"after {shown_at:.0f} s")
+    )
+    install = "umask 077 && mkdir -p /root/.ssh && cat >> /root/.ssh/authorized_keys"
+    public = ssh.key.with_suffix(".pub").read_bytes()
+    end = time.monotonic() + timeout_s
+    last = ""
+    while time.monotonic() < end:
+        result = ssh.run(install, stdin=public, timeout=SSH_ATTEMPT_S, password=password)
+        if result.returncode == 0:
+            break
+        last = (result.stderr.decode(errors="replace").strip().splitlines() or [""])[-1]
+        if not vm.running():
+            raise VmTestError(f"the VM stopped before SSH came up: {vm.exit_message()}")
+        time.sleep(3)
+    else:
+        raise VmTestError(f"no SSH login with the console's password (last: {last or 'none'})")
+    at = time.monotonic() - vm.started
+    report.checks.append(
+        Check("root logs in over SSH with that password", True, f"after {at:.0f} s")
+    )
+    refused = ssh.run("true", user="user", password=password, timeout=SSH_ATTEMPT_S)
+    why = (refused.stderr.decode(errors="replace").strip().splitlines() or [""])[-1]
+    report.checks.append(
+        Check(
+            "the live user 'user' cannot log in with it",
+            refused.returncode == 255 and "Permission denied" in why,
+            f"exit {refused.returncode}: {why}",
+        )
+    )
+    state = ssh.run("passwd -S user 2>/dev/null || echo 'user absent'", timeout=60)
+    words = state.stdout.decode(errors="replace").split()
+    report.checks.append(
+        Check(
+            "the live user stays locked",
+            words[:2] in (["user", "L"], ["user", "absent"]),
+            " ".join(words[:3]) or "no answer",
+        )
+    )
+    return at
+
+
+def login(ctx: Context, ssh: Ssh, vm: qemu.Vm, report: BootReport) -> float:
+    if ctx.keyless:
+        password_login(ssh, vm, report, SSH_WAIT_S)
+    return wait_for_ssh(ssh, vm, SSH_WAIT_S)
+
+
+def systemd_timings(ctx: Context, ssh: Ssh, name: str, report: BootReport) -> None:
+    """systemd-analyze's own account of the boot, once it has finished (multi-user.target)."""
+    end = time.monotonic() + ANALYZE_WAIT_S
+    while True:
+        summary = ssh.run("systemd-analyze time", timeout=60)
+        if summary.returncode == 0 or time.monotonic() > end:
+            break
+        time.sleep(5)
+    blame = ssh.run("systemd-analyze blame --no-pager", timeout=60)
+    chain = ssh.run(
+        "systemd-analyze critical-chain --no-pager ssh.service bee-audit.service", timeout=60
+    )
+    text = b"".join(
+        [
+            *(b"$ systemd-analyze time\n", summary.stdout, summary.stderr),
+            *(b"\n$ systemd-analyze blame\n", blame.stdout, blame.stderr),
+            b"\n$ systemd-analyze critical-chain ssh.service bee-audit.service\n",
+            *(chain.stdout, chain.stderr),
+        ]
+    )
+    (ctx.run_dir / f"{name}-systemd-analyze.txt").write_bytes(text)
+    report.systemd = phases.parse_startup_finished(summary.stdout.decode(errors="replace"))
+    report.blame = phases.parse_blame(blame.stdout.decode(errors="replace"), 8)
+
+
+def record_phases(report: BootReport, vm: qemu.Vm) -> None:
+    """After the boot: its phases from the serial console's arrival times."""
+    lines = vm.serial_lines()
+    marks = phases.phases_from_lines(lines)
+    report.phases = phases.Phases(
+        bootloader_at_s=marks.bootloader_at_s,
+        kernel_at_s=marks.kernel_at_s,
+        init_at_s=marks.init_at_s,
+        switch_root_at_s=marks.switch_root_at_s,
+        systemd_at_s=marks.systemd_at_s,
+        ssh_at_s=report.to_ssh_s,
+        audit_at_s=report.to_audit_s,
+    )
+    report.silences = phases.longest_silences(lines, 6)
+
+
 def wait_for_serial(log: Path, patterns: dict[str, re.Pattern[str]], vm: qemu.Vm, timeout_s: float):
     """Seconds from QEMU start until each pattern first appears on the serial console."""
     seen: dict[str, float] = {}
@@ -209,17 +354,24 @@ def make_throwaway_key(run_dir: Path, runner: Runner) -> Path:
 
 
 def build_image(
-    key: Path, out_dir: Path, cache: Path, runner: Runner, *, no_nvidia: bool, spec: Path
+    key: Path,
+    out_dir: Path,
+    cache: Path,
+    runner: Runner,
+    *,
+    no_nvidia: bool,
+    spec: Path,
+    keyless: bool = False,
 ) -> Path:
-    """image/build_iso.py with the throwaway public key and the hardware's spec into `out_dir`,
-    sharing dist/'s caches (the NVIDIA build, apt lists, live-build's cache) with
-    `nox -s build_iso`."""
+    """image/build_iso.py with the throwaway public key (none when keyless) and the hardware's
+    spec into `out_dir`, sharing dist/'s caches (the NVIDIA build, apt lists, live-build's
+    cache) with `nox -s build_iso`."""
+    keys = [] if keyless else ["--authorized-keys", str(key.with_suffix(".pub"))]
     argv = [
         sys.executable,
         "-m",
         "buildtools.image.build_iso",
-        "--authorized-keys",
-        str(key.with_suffix(".pub")),
+        *keys,
         "--out",
         str(out_dir),
         "--cache",
@@ -306,16 +458,29 @@ class Context:
     spec_baked: bool  # the image was built here, with hwspec's spec of the hardware
     netboot: qemu.Netboot | None = None
     server: NetbootServer | None = None
-    firmware: str = "seabios"
-    via_bootloader: bool = False
+    firmware: str | None = None  # every boot's; None: BOOT_FIRMWARE's plan
+    direct_kernel: bool = False  # -kernel/-initrd instead of the CD's own bootloader
+    keyless: bool = False  # the image trusts no key: log in with the console's password
+
+
+# Without --firmware the CD boots through both of its bootloaders: isolinux under SeaBIOS (boot 1)
+# and GRUB EFI under OVMF (boot 2). Netboot stays on SeaBIOS (its iPXE ROM is the BIOS one).
+BOOT_FIRMWARE = {"boot2": "ovmf"}
+
+
+def firmware_of(ctx: Context, name: str) -> str:
+    if ctx.firmware is not None:
+        return ctx.firmware
+    return "seabios" if ctx.netboot is not None else BOOT_FIRMWARE.get(name, "seabios")
 
 
 def _vm(ctx: Context, name: str, ssh_port: int | None, isolated: frozenset[int]) -> qemu.Vm:
+    firmware = firmware_of(ctx, name)
     vars_copy = None
-    if ctx.firmware in qemu.OVMF:
+    if firmware in qemu.OVMF:
         # Each boot starts from the package's variables (boot order, Secure Boot keys).
         vars_copy = ctx.run_dir / f"{name}-OVMF_VARS.fd"
-        shutil.copyfile(qemu.OVMF[ctx.firmware][1], vars_copy)
+        shutil.copyfile(qemu.OVMF[firmware][1], vars_copy)
     argv = qemu.machine_args(
         ctx.hw,
         accel=ctx.accel,
@@ -327,12 +492,13 @@ def _vm(ctx: Context, name: str, ssh_port: int | None, isolated: frozenset[int])
         ssh_port=ssh_port,
         isolated_nics=isolated,
         netboot=ctx.netboot,
-        firmware=ctx.firmware,
+        firmware=firmware,
         vars_copy=vars_copy,
-        via_bootloader=ctx.via_bootloader,
+        via_bootloader=not ctx.direct_kernel,
     )
     (ctx.run_dir / f"{name}-qemu-argv.txt").write_text("\n".join(argv) + "\n")
-    return qemu.Vm(argv, ctx.run_dir / f"{name}-qemu-stderr.log")
+    serial = ctx.run_dir / f"{name}-serial.log"
+    return qemu.Vm(argv, ctx.run_dir / f"{name}-qemu-stderr.log", serial_log=serial)
 
 
 AFTER_EVENTS_AUDIT = "/tmp/bee-audit-after-sel-events.json"
@@ -340,15 +506,16 @@ AFTER_EVENTS_AUDIT = "/tmp/bee-audit-after-sel-events.json"
 
 def boot_full(ctx: Context) -> tuple[BootReport, set[str]]:
     """Boot 1: SSH, the audit, the smoke test, the checks."""
-    report = BootReport(name="boot1", accel=ctx.accel.why)
+    report = BootReport(name="boot1", accel=ctx.accel.why, firmware=firmware_of(ctx, "boot1"))
     port = qemu.free_port()
     ssh = Ssh(key=ctx.key, port=port, known_hosts=ctx.run_dir / "boot1-known_hosts")
     with _vm(ctx, "boot1", port, frozenset()) as vm:
-        print("vm_test: boot 1: waiting for SSH", flush=True)
-        report.to_ssh_s = wait_for_ssh(ssh, vm, SSH_WAIT_S)
+        print(f"vm_test: boot 1 ({report.firmware}): waiting for SSH", flush=True)
+        report.to_ssh_s = login(ctx, ssh, vm, report)
         print(f"vm_test: boot 1: SSH after {report.to_ssh_s:.0f} s", flush=True)
         report.to_audit_s = wait_for_audit(ssh, vm, AUDIT_WAIT_S)
         print(f"vm_test: boot 1: audit finished after {report.to_audit_s:.0f} s", flush=True)
+        systemd_timings(ctx, ssh, "boot1", report)
         smoke = ssh.run("sh -s", stdin=SMOKETEST.read_bytes(), timeout=300)
         (ctx.run_dir / "smoketest.log").write_bytes(smoke.stdout + smoke.stderr)
         fails = [
@@ -374,6 +541,7 @@ def boot_full(ctx: Context) -> tuple[BootReport, set[str]]:
                 print(f"vm_test: guest capture: {note}", flush=True)
         after_events = log_sel_events(ssh, ctx)
         report.total_s = time.monotonic() - vm.started
+    record_phases(report, vm)
     try:
         document = json.loads(audit_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -438,16 +606,26 @@ def log_sel_events(ssh: Ssh, ctx: Context) -> Path | None:
     return path
 
 
-def boot_second(ctx: Context, first_keys: set[str]) -> BootReport:
+def boot_second(ctx: Context, first: BootReport, first_keys: set[str]) -> BootReport:
     """Boot 2: NIC 2 without DHCP; SSH must come up and the host keys must be new."""
-    report = BootReport(name="boot2", accel=ctx.accel.why)
+    report = BootReport(name="boot2", accel=ctx.accel.why, firmware=firmware_of(ctx, "boot2"))
     port = qemu.free_port()
     ssh = Ssh(key=ctx.key, port=port, known_hosts=ctx.run_dir / "boot2-known_hosts")
     dead = len(ctx.hw.nics) - 1
     with _vm(ctx, "boot2", port, frozenset({dead})) as vm:
-        print("vm_test: boot 2 (second NIC without DHCP): waiting for SSH", flush=True)
-        report.to_ssh_s = wait_for_ssh(ssh, vm, SSH_WAIT_S)
+        print(
+            f"vm_test: boot 2 ({report.firmware}, second NIC without DHCP): waiting for SSH",
+            flush=True,
+        )
+        report.to_ssh_s = login(ctx, ssh, vm, report)
         print(f"vm_test: boot 2: SSH after {report.to_ssh_s:.0f} s", flush=True)
+        if ctx.keyless:
+            differs = None not in (first.password, report.password) and (
+                first.password != report.password
+            )
+            report.checks.append(
+                Check("the one-time password differs from boot 1's", differs, "compared")
+            )
         mac = ctx.hw.nics[dead].mac
         addresses = ssh.run("ip -j addr show", timeout=60)
         (ctx.run_dir / "boot2-ip-addr.json").write_bytes(addresses.stdout)
@@ -456,7 +634,10 @@ def boot_second(ctx: Context, first_keys: set[str]) -> BootReport:
         active = ssh.run("systemctl is-active ssh.service", timeout=60)
         state = active.stdout.decode().strip()
         report.checks.append(Check("ssh.service active", state == "active", state))
+        report.to_audit_s = wait_for_audit(ssh, vm, AUDIT_WAIT_S)
+        systemd_timings(ctx, ssh, "boot2", report)
         report.total_s = time.monotonic() - vm.started
+    record_phases(report, vm)
     second_keys = known_host_keys(ssh.known_hosts)
     report.checks.append(Check(*vm_checks.host_keys_differ(first_keys, second_keys, "ssh client")))
     serial = [
@@ -469,15 +650,20 @@ def boot_second(ctx: Context, first_keys: set[str]) -> BootReport:
 
 def boot_no_dhcp(ctx: Context) -> BootReport:
     """Boot 3: no NIC gets DHCP; the serial console shows sshd and the audit anyway."""
-    report = BootReport(name="boot3-no-dhcp", accel=ctx.accel.why)
+    name = "boot3-no-dhcp"
+    report = BootReport(name=name, accel=ctx.accel.why, firmware=firmware_of(ctx, name))
     everything = frozenset(range(len(ctx.hw.nics)))
     serial = ctx.run_dir / "boot3-no-dhcp-serial.log"
-    with _vm(ctx, "boot3-no-dhcp", None, everything) as vm:
-        print("vm_test: boot 3 (no DHCP anywhere): watching the serial console", flush=True)
+    with _vm(ctx, name, None, everything) as vm:
+        print(
+            f"vm_test: boot 3 ({report.firmware}, no DHCP anywhere): watching the serial console",
+            flush=True,
+        )
         seen = wait_for_serial(serial, vm_checks.SERIAL_MARKERS, vm, SERIAL_WAIT_S)
         report.total_s = time.monotonic() - vm.started
     report.to_ssh_s = seen.get("sshd")
     report.to_audit_s = seen.get("audit")
+    record_phases(report, vm)
     report.checks += [Check(*c) for c in vm_checks.check_serial_markers(seen)]
     return report
 
@@ -527,6 +713,38 @@ def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f} s"
 
 
+def render_phases(boot: BootReport) -> list[str]:
+    """Where the boot's time went: phases, systemd-analyze, the longest console silences."""
+    if boot.phases is None:
+        return []
+    lines = [f"{boot.name} ({boot.firmware}): phase, seconds it took, seconds after power-on"]
+    for name, took, at in boot.phases.rows():
+        took_s = "-" if took is None else f"{took:.1f} s"
+        at_s = "-" if at is None else f"{at:.1f} s"
+        lines.append(f"  {name:<34}{took_s:>10}{at_s:>10}")
+    if boot.systemd:
+        parts = " + ".join(f"{seconds:.1f} s ({part})" for part, seconds in boot.systemd.items())
+        lines.append(f"  systemd-analyze: {parts}")
+    if boot.blame:
+        slowest = ", ".join(f"{unit} {seconds:.1f} s" for seconds, unit in boot.blame[:6])
+        lines.append(f"  slowest units: {slowest}")
+    for gap, before, after in boot.silences:
+        lines.append(f"  silent {gap:5.1f} s: {before[:60]!r} -> {after[:60]!r}")
+    lines.append("")
+    return lines
+
+
+def _phases_json(boot: BootReport) -> dict[str, object]:
+    rows = boot.phases.rows() if boot.phases else []
+    return {
+        "firmware": boot.firmware,
+        "phases": [{"phase": n, "took_s": t, "at_s": a} for n, t, a in rows],
+        "systemd_analyze_s": boot.systemd,
+        "slowest_units": [{"unit": u, "seconds": t} for t, u in boot.blame],
+        "longest_silences": [{"seconds": g, "before": b, "after": a} for g, b, a in boot.silences],
+    }
+
+
 def render_report(boots: list[BootReport], total_s: float, run_dir: Path) -> str:
     lines = [f"bee vm_test: {run_dir}"]
     if boots:
@@ -539,6 +757,8 @@ def render_report(boots: list[BootReport], total_s: float, run_dir: Path) -> str
             f"{_seconds(boot.total_s):>12}{served:>12}"
         )
     lines.append("")
+    for boot in boots:
+        lines += render_phases(boot)
     for boot in boots:
         for check in boot.checks:
             lines.append(
@@ -589,14 +809,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--firmware",
         choices=qemu.FIRMWARES,
-        default="seabios",
-        help="seabios (QEMU's BIOS), ovmf (UEFI), ovmf-secboot (UEFI, Secure Boot on, "
-        "Microsoft keys enrolled); OVMF comes from Debian's ovmf package",
+        help="every boot's firmware: seabios (QEMU's BIOS), ovmf (UEFI), ovmf-secboot (UEFI, "
+        "Secure Boot on, Microsoft keys enrolled); OVMF comes from Debian's ovmf package. "
+        "Default: boot 1 SeaBIOS (isolinux), boot 2 OVMF (GRUB), boot 3 SeaBIOS",
     )
     parser.add_argument(
-        "--via-bootloader",
+        "--direct-kernel",
         action="store_true",
-        help="boot the ISO through its own bootloader (isolinux or GRUB), not -kernel/-initrd",
+        help="hand QEMU the ISO's kernel and initrd (-kernel/-initrd/-append, console on the "
+        "serial port) instead of booting the CD through its own bootloader",
+    )
+    parser.add_argument(
+        "--keyless",
+        action="store_true",
+        help="the image trusts no SSH key (built without --authorized-keys; with --iso, no "
+        "--ssh-key): each boot logs in with the one-time password read off the serial console",
     )
     parser.add_argument(
         "--netboot",
@@ -604,7 +831,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="boot every machine over the network (iPXE, TFTP, HTTP), with no bee disk or CD",
     )
     args = parser.parse_args(argv)
-    if (args.iso is None) != (args.ssh_key is None):
+    if args.keyless and args.ssh_key is not None:
+        parser.error("--keyless images trust no key: no --ssh-key")
+    if not args.keyless and (args.iso is None) != (args.ssh_key is None):
         parser.error("--iso and --ssh-key go together")
     if args.iso_has_spec and args.iso is None:
         parser.error("--iso-has-spec describes an --iso image")
@@ -615,7 +844,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     if args.iso is not None:
         for path in (args.iso, args.ssh_key):
-            if not path.is_file():
+            if path is not None and not path.is_file():
                 raise VmTestError(f"{path} does not exist")
     hw = qemu.load_hardware(args.hardware)
     if not SMOKETEST.is_file():
@@ -624,7 +853,10 @@ def run(args: argparse.Namespace) -> int:
     run_dir.mkdir(parents=True)
     with Runner(run_dir / "vm-test.log") as runner:
         hosttools.ensure("vm_test", runner)
-        if args.iso is not None:
+        if args.iso is not None and args.keyless:
+            # The key is the run's own, installed over the password login of each boot.
+            iso, key = args.iso.resolve(), make_throwaway_key(run_dir, runner)
+        elif args.iso is not None:
             iso, key = args.iso.resolve(), args.ssh_key.resolve()
         else:
             key = make_throwaway_key(run_dir, runner)
@@ -637,6 +869,7 @@ def run(args: argparse.Namespace) -> int:
                 runner,
                 no_nvidia=args.no_nvidia,
                 spec=spec,
+                keyless=args.keyless,
             )
         return _boots(
             args, hw=hw, iso=iso, key=key, run_dir=run_dir, runner=runner, started=started
@@ -670,7 +903,8 @@ def _boots(
         runner=runner,
         spec_baked=args.iso is None or args.iso_has_spec,
         firmware=args.firmware,
-        via_bootloader=args.via_bootloader,
+        direct_kernel=args.direct_kernel,
+        keyless=args.keyless,
     )
     boots: list[BootReport] = []
     with contextlib.ExitStack() as stack:
@@ -681,11 +915,10 @@ def _boots(
                 boots.append(_counted(ctx, boot_netboot_bad_url, ctx, netboot_dir))
             first, first_keys = _counted(ctx, boot_full, ctx)
             boots.append(first)
-            boots.append(_counted(ctx, boot_second, ctx, first_keys))
-            # Through the bootloader the console is the ISO's own (tty1 last): systemd's status
-            # lines, which boot 3 reads on the serial console, go to the screen. Without any
-            # DHCP there is no netboot at all (iPXE gets neither address nor script).
-            if not (args.skip_no_dhcp or args.via_bootloader or args.netboot):
+            boots.append(_counted(ctx, boot_second, ctx, first, first_keys))
+            # Without any DHCP there is no netboot at all (iPXE gets neither address nor
+            # script); boot 3 has no SSH, and a keyless image's password is for an operator.
+            if not (args.skip_no_dhcp or args.netboot or args.keyless):
                 boots.append(_counted(ctx, boot_no_dhcp, ctx))
         except VmTestError as exc:
             failed = BootReport(name=f"boot{len(boots) + 1}", accel=accel.why)
@@ -707,6 +940,7 @@ def _boots(
                         "to_audit_s": b.to_audit_s,
                         "total_s": b.total_s,
                         "bytes_served": b.bytes_served,
+                        **_phases_json(b),
                         "checks": [
                             {"name": c.name, "ok": c.ok, "detail": c.detail} for c in b.checks
                         ],

@@ -20,7 +20,7 @@ from bee.audit import run_audit
 from bee.capture import ReplayRunner
 from bee.registry import section_names
 from buildtools.vm import checks as vm_checks
-from buildtools.vm import qemu, vm_test
+from buildtools.vm import phases, qemu, vm_test
 
 EVIDENCE = Path(__file__).resolve().parents[2] / "vm" / "qemu-q35"
 
@@ -248,6 +248,43 @@ def test_ssh_uses_only_the_given_key() -> None:
     assert argv[-2:] == ["root@127.0.0.1", "true"]
 
 
+def test_ssh_with_a_password_offers_nothing_else() -> None:
+    ssh = vm_test.Ssh(key=Path("/run/k"), port=40022, known_hosts=Path("/run/kh"))
+    argv = ssh.argv("true", user="user", password=True)
+    assert "-i" not in argv and "BatchMode=yes" not in argv
+    for option in ("PubkeyAuthentication=no", "PreferredAuthentications=password"):
+        assert option in argv
+    assert argv[-2:] == ["user@127.0.0.1", "true"]
+
+
+def test_the_console_password_line() -> None:
+    # As bee-sshsetup writes it on each console (its alphabet has no 0, O, 1, I or l).
+    line = "*** bee: no SSH keys were built in. One-time root password for this boot: "
+    match = vm_test.PASSWORD_LINE.search(line + "Kq7RwXz3HpTn9bAe ***")
+    assert match is not None and match[1] == "Kq7RwXz3HpTn9bAe"
+    assert vm_test.PASSWORD_LINE.search(line + "short ***") is None
+
+
+def test_each_boot_s_firmware(tmp_path: Path) -> None:
+    args = vm_test.parse_args([])
+    ctx = vm_test.Context(
+        hw=None, iso=tmp_path, key=tmp_path, run_dir=tmp_path, boot=None, accel=None,
+        fru_path=tmp_path, sdr_path=tmp_path, guest_capture_dir=None, runner=None,
+        spec_baked=False, firmware=args.firmware, direct_kernel=args.direct_kernel,
+    )  # fmt: skip
+    assert [vm_test.firmware_of(ctx, b) for b in ("boot1", "boot2", "boot3-no-dhcp")] == [
+        "seabios",
+        "ovmf",
+        "seabios",
+    ]
+    assert not ctx.direct_kernel
+    ctx.firmware = "ovmf-secboot"
+    assert vm_test.firmware_of(ctx, "boot1") == "ovmf-secboot"
+    with pytest.raises(SystemExit):
+        vm_test.parse_args(["--keyless", "--ssh-key", "k"])
+    assert vm_test.parse_args(["--keyless", "--iso", "x.iso"]).keyless
+
+
 def test_known_host_keys(tmp_path: Path) -> None:
     # As ssh wrote it in boot 1 (StrictHostKeyChecking=no, UserKnownHostsFile=this file).
     path = tmp_path / "known_hosts"
@@ -268,6 +305,32 @@ def test_report_lists_timings_and_every_check(tmp_path: Path) -> None:
     assert "boot1" in text and "201 s" in text and "230 s" in text
     assert "PASS boot1: a: fine" in text and "FAIL boot1: b: wrong" in text
     assert text.rstrip().endswith("1/2 checks passed; whole run 512 s")
+
+
+def test_report_shows_where_the_boot_went(tmp_path: Path) -> None:
+    boot = vm_test.BootReport(name="boot2", accel="tcg", firmware="ovmf", to_ssh_s=150.0)
+    boot.phases = phases.Phases(
+        bootloader_at_s=8.0,
+        kernel_at_s=20.0,
+        init_at_s=27.0,
+        switch_root_at_s=45.0,
+        systemd_at_s=60.0,
+        ssh_at_s=150.0,
+    )
+    boot.systemd = {"firmware": 7.5, "loader": 12.0, "kernel": 40.0, "userspace": 90.0}
+    boot.blame = [(40.1, "live-config.service")]
+    boot.silences = [(33.0, "Begin: Running /scripts/init-bottom ... done.", "systemd 257")]
+    text = vm_test.render_report([boot], 300.0, tmp_path)
+    assert "boot2 (ovmf): phase" in text
+    for row in ("firmware", "bootloader", "kernel", "initramfs", "systemd start", "systemd to"):
+        assert f"  {row} " in text
+    assert "90.0 s (userspace)" in text and "live-config.service 40.1 s" in text
+    assert "silent  33.0 s" in text
+    assert vm_test._phases_json(boot)["phases"][5] == {
+        "phase": "systemd to SSH",
+        "took_s": 90.0,
+        "at_s": 150.0,
+    }
 
 
 def test_bad_arguments_are_one_line_and_create_nothing(
