@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -310,15 +311,8 @@ def systemd_timings(ctx: Context, ssh: Ssh, name: str, report: BootReport) -> No
 def record_phases(report: BootReport, vm: qemu.Vm) -> None:
     """After the boot: its phases from the serial console's arrival times."""
     lines = vm.serial_lines()
-    marks = phases.phases_from_lines(lines)
-    report.phases = phases.Phases(
-        bootloader_at_s=marks.bootloader_at_s,
-        kernel_at_s=marks.kernel_at_s,
-        init_at_s=marks.init_at_s,
-        switch_root_at_s=marks.switch_root_at_s,
-        systemd_at_s=marks.systemd_at_s,
-        ssh_at_s=report.to_ssh_s,
-        audit_at_s=report.to_audit_s,
+    report.phases = dataclasses.replace(
+        phases.phases_from_lines(lines), ssh_at_s=report.to_ssh_s, audit_at_s=report.to_audit_s
     )
     report.silences = phases.longest_silences(lines, 6)
 
