@@ -47,6 +47,8 @@ TOOLS: dict[str, str] = {
     "xz": "xz-utils",  # tar -xJ of Debian's module source
     "sh": "dash",  # NVIDIA's .run installer is a shell archive
     "openssl": "openssl",  # the module-signing key and the signatures' check (nvidia/signing.py)
+    # vm_test --secure-boot-modules: a MOK into OVMF's variables (Debian 13; PyPI virt-firmware)
+    "virt-fw-vars": "python3-virt-firmware",
     "gcc-12": "gcc-12",  # the pinned kernel's CONFIG_CC_VERSION_TEXT; headers depend on it
     # the VM test and the NVIDIA boot check
     "qemu-system-x86_64": "qemu-system-x86",

@@ -55,7 +55,7 @@ from buildtools.netboot import artefacts as netboot
 from buildtools.netboot.serve import GUEST_ADDRESS, NetbootServer
 from buildtools.runner import CommandError, Runner
 from buildtools.vm import checks as vm_checks
-from buildtools.vm import fru, hwspec, phases, qemu
+from buildtools.vm import fru, hwspec, phases, qemu, secureboot
 
 REPO_ROOT = qemu.REPO_ROOT
 SMOKETEST = REPO_ROOT / "iso" / "builder" / "smoketest.sh"
@@ -455,6 +455,7 @@ class Context:
     firmware: str | None = None  # every boot's; None: BOOT_FIRMWARE's plan
     direct_kernel: bool = False  # -kernel/-initrd instead of the CD's own bootloader
     keyless: bool = False  # the image trusts no key: log in with the console's password
+    virt_fw_vars: str | None = None  # --secure-boot-modules: adds the MOK to the OVMF vars
 
 
 # Without --firmware the CD boots through both of its bootloaders: isolinux under SeaBIOS (boot 1)
@@ -468,13 +469,20 @@ def firmware_of(ctx: Context, name: str) -> str:
     return "seabios" if ctx.netboot is not None else BOOT_FIRMWARE.get(name, "seabios")
 
 
-def _vm(ctx: Context, name: str, ssh_port: int | None, isolated: frozenset[int]) -> qemu.Vm:
+def _vm(
+    ctx: Context,
+    name: str,
+    ssh_port: int | None,
+    isolated: frozenset[int],
+    vars_source: Path | None = None,
+) -> qemu.Vm:
     firmware = firmware_of(ctx, name)
     vars_copy = None
     if firmware in qemu.OVMF:
-        # Each boot starts from the package's variables (boot order, Secure Boot keys).
+        # Each boot starts from the package's variables (boot order, Secure Boot keys), or
+        # from `vars_source` (those with a MOK added).
         vars_copy = ctx.run_dir / f"{name}-OVMF_VARS.fd"
-        shutil.copyfile(qemu.OVMF[firmware][1], vars_copy)
+        shutil.copyfile(vars_source or qemu.OVMF[firmware][1], vars_copy)
     argv = qemu.machine_args(
         ctx.hw,
         accel=ctx.accel,
@@ -665,6 +673,92 @@ def boot_no_dhcp(ctx: Context) -> BootReport:
 # --- output -----------------------------------------------------------------------------------
 
 
+def signing_cert(iso: Path) -> Path:
+    """The certificate build_iso left beside the ISO (build_iso.signing_cert_stem)."""
+    return iso.with_name(f"{iso.name.removesuffix('.iso')}.module-signing.der")
+
+
+def cert_common_name(cert: Path, runner: Runner) -> str:
+    subject = runner.run(
+        [
+            "openssl",
+            "x509",
+            "-inform",
+            "DER",
+            "-in",
+            str(cert),
+            "-noout",
+            "-subject",
+            "-nameopt",
+            "RFC2253",
+        ],
+        timeout_s=60,
+    ).stdout
+    for part in subject.strip().removeprefix("subject=").split(","):
+        if part.startswith("CN="):
+            return part[3:]
+    raise VmTestError(f"{cert}: no CN in its subject {subject.strip()!r}")
+
+
+def boot_secure(ctx: Context, *, enrolled: bool) -> BootReport:
+    """Secure Boot on, the module-signing certificate enrolled as a MOK or not: the loader by
+    hand over SSH, then an audit (buildtools/vm/secureboot.py)."""
+    name = "secboot-enrolled" if enrolled else "secboot-not-enrolled"
+    report = BootReport(name=name, accel=ctx.accel.why, firmware="ovmf-secboot")
+    cert = signing_cert(ctx.iso)
+    if not cert.is_file():
+        raise VmTestError(f"no {cert} beside the ISO (built before module signing?)")
+    vars_source = None
+    if enrolled:
+        if ctx.virt_fw_vars is None:
+            raise VmTestError(
+                "virt-fw-vars not found (Debian 13: apt-get install python3-virt-firmware; "
+                "else pip install virt-firmware; or --virt-fw-vars PATH)"
+            )
+        vars_source = secureboot.vars_with_mok(
+            cert, ctx.run_dir / f"{name}-vars-with-mok.fd", ctx.virt_fw_vars, ctx.runner
+        )
+    port = qemu.free_port()
+    ssh = Ssh(key=ctx.key, port=port, known_hosts=ctx.run_dir / f"{name}-known_hosts")
+
+    def check(title: str, ok: bool, detail: str) -> None:
+        report.checks.append(Check(title, ok, detail))
+
+    with _vm(ctx, name, port, frozenset(), vars_source) as vm:
+        print(f"vm_test: {name}: waiting for SSH", flush=True)
+        report.to_ssh_s = wait_for_ssh(ssh, vm, SSH_WAIT_S)
+        report.to_audit_s = wait_for_audit(ssh, vm, AUDIT_WAIT_S)
+        print(f"vm_test: {name}: SSH {report.to_ssh_s:.0f} s, audit {report.to_audit_s:.0f} s")
+        boot_audit_path = ctx.run_dir / f"{name}-bee-audit.json"
+        fetch(ssh, "cat /var/log/bee-audit.json", boot_audit_path)
+        result = ssh.run("sh -s", stdin=secureboot.GUEST_SCRIPT.encode(), timeout=600)
+        output = result.stdout.decode(errors="replace") + result.stderr.decode(errors="replace")
+        (ctx.run_dir / f"{name}-guest.txt").write_text(output)
+        audit_path = ctx.run_dir / f"{name}-audit-after-loader.json"
+        fetch(ssh, "cat /tmp/bee-audit-secboot.json", audit_path)
+        fetch(ssh, "cat /run/bee/nvidia-load", ctx.run_dir / f"{name}-nvidia-load.txt")
+        fetch(ssh, "journalctl -b --no-pager -o short-precise", ctx.run_dir / f"{name}-journal.txt")
+        report.total_s = time.monotonic() - vm.started
+    secureboot.judge(
+        enrolled=enrolled,
+        output=output,
+        audit=_json_or_none(audit_path),
+        boot_audit=_json_or_none(boot_audit_path),
+        cert_sha256=secureboot.sha256_of(cert),
+        cert_subject_cn=cert_common_name(cert, ctx.runner),
+        check=check,
+    )
+    return report
+
+
+def _json_or_none(path: Path) -> dict | None:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def boot_netboot_bad_url(ctx: Context, netboot_dir: Path) -> BootReport:
     """Netboot with a squashfs URL the server does not have: the console must say so."""
     report = BootReport(name="netboot-bad-url", accel=ctx.accel.why)
@@ -820,6 +914,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--ssh-key): each boot logs in with the one-time password read off the serial console",
     )
     parser.add_argument(
+        "--secure-boot-modules",
+        action="store_true",
+        help="instead of boots 1-3: two boots under OVMF with Secure Boot on, through the ISO's"
+        " bootloader, the image's module-signing certificate enrolled as a MOK or not; checks"
+        " what bee-nvidia and the audit say (needs virt-fw-vars, docs/secure-boot.md)",
+    )
+    parser.add_argument(
+        "--virt-fw-vars", metavar="PATH", help="virt-fw-vars to use (default: from PATH)"
+    )
+    parser.add_argument(
         "--netboot",
         action="store_true",
         help="boot every machine over the network (iPXE, TFTP, HTTP), with no bee disk or CD",
@@ -896,11 +1000,22 @@ def _boots(
         guest_capture_dir=args.guest_capture.resolve() if args.guest_capture else None,
         runner=runner,
         spec_baked=args.iso is None or args.iso_has_spec,
-        firmware=args.firmware,
-        direct_kernel=args.direct_kernel,
+        # --secure-boot-modules: shim reads the MOK list, so through the CD's own bootloader.
+        firmware="ovmf-secboot" if args.secure_boot_modules else args.firmware,
+        direct_kernel=args.direct_kernel and not args.secure_boot_modules,
         keyless=args.keyless,
+        virt_fw_vars=secureboot.find_virt_fw_vars(args.virt_fw_vars),
     )
     boots: list[BootReport] = []
+    if args.secure_boot_modules:
+        for enrolled in (False, True):
+            try:
+                boots.append(boot_secure(ctx, enrolled=enrolled))
+            except VmTestError as exc:
+                failed = BootReport(name=f"secboot-{'enrolled' if enrolled else 'not-enrolled'}")
+                failed.checks.append(Check("boot", False, str(exc)))
+                boots.append(failed)
+        return _finish(boots, started, run_dir, iso, accel)
     with contextlib.ExitStack() as stack:
         if args.netboot:
             netboot_dir = _serve_netboot(ctx, iso, stack)
@@ -918,6 +1033,12 @@ def _boots(
             failed = BootReport(name=f"boot{len(boots) + 1}", accel=accel.why)
             failed.checks.append(Check("boot", False, str(exc)))
             boots.append(failed)
+    return _finish(boots, started, run_dir, iso, accel)
+
+
+def _finish(
+    boots: list[BootReport], started: float, run_dir: Path, iso: Path, accel: qemu.Accel
+) -> int:
     for name in ("vmlinuz", "initrd.img"):  # copies out of the ISO, ~60 MB per run
         (run_dir / "boot" / name).unlink(missing_ok=True)
     text = render_report(boots, time.monotonic() - started, run_dir)

@@ -35,6 +35,7 @@ DYNAMIC = {
     # or under chroot in the build root (nvidia/signing.py).
     "sign_file": (),
     "str(sign_file)": (),
+    "virt_fw_vars": ("virt-fw-vars",),  # vm_test --secure-boot-modules (vm/secureboot.py)
 }
 # The runner itself; commands that run in the guest (over ssh) or in the agent's own runner
 # (bench replays the audit through it), not on the build host.
@@ -229,6 +230,9 @@ NOT_ENSURED = {
     ("build_netboot", "qemu-system-x86_64"): "imports qemu.parse_isolinux_append, runs no VM",
     ("build_iso_container", "docker"): "used when it is there, never installed (podman is)",
     ("fleet_vm_test", "ansible-playbook"): "PyPI's or Debian's; fleet_test checks it first",
+    ("vm_test", "virt-fw-vars"): "--secure-boot-modules only; not in Debian 12 (PyPI's"
+    " virt-firmware), vm_test names both when it is missing",
+    ("fleet_vm_test", "virt-fw-vars"): "imports vm_test, never boots with Secure Boot",
 }
 
 
