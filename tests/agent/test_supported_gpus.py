@@ -27,6 +27,8 @@ from conftest import FIXTURES, REALWORLD, assert_section_valid, mangle, run_bee,
 LIST_GZ = FIXTURES / "supported-gpus" / "debian-trixie-nvidia-driver-550.163.01.json.gz"
 H200_XML = FIXTURES / "nvidia-smi" / "h200-firecracker-580.xml"
 H200_PROC_VERSION = FIXTURES / "nvidia-smi" / "h200-firecracker-580.proc-version"
+# bee-nvidia's record in a QEMU guest under Secure Boot, the image's key not enrolled.
+SECBOOT_RECORD = FIXTURES / "nvidia-load" / "qemu-secboot-not-enrolled.txt"
 REALWORLD_XML = sorted((REALWORLD / "nvidia-smi-xml").glob("*.xml"))
 OPEN_ARCHITECTURES = {"Turing", "Ampere", "Ada Lovelace", "Hopper", "Blackwell"}
 PROPRIETARY_ARCHITECTURES = {"Maxwell", "Pascal", "Volta"}
@@ -424,6 +426,28 @@ def test_collect_reads_the_signing_record_and_the_loaders_cause(tmp_path):
     assert_section_valid("nvidia_driver", section)
     [finding] = findings({"nvidia_driver": section})
     assert "operator key CN=Example bee module signing" in finding.message
+
+
+def test_the_real_secure_boot_refusal_is_a_finding_with_the_remedy(tmp_path):
+    """The record bee-nvidia wrote in the vm_test --secure-boot-modules guest (Debian's
+    6.12 kernel: "Key was rejected by service"), on a machine with a GPU."""
+    capture = machine_capture(
+        tmp_path / "cap",
+        H200_HOST,
+        **{supported_gpus.LOADER_RECORD: SECBOOT_RECORD.read_text()},
+        dirs={supported_gpus.NVIDIA_DIR: ["module-signing.der", "open", "proprietary"]},
+    )
+    section = supported_gpus.collect(Probe(ReplayRunner(capture), "nvidia_driver"))
+    assert (section.loader_status, section.loader_cause) == ("failed", "secure-boot")
+    assert "Key was rejected by service" in section.loader_message
+    [finding] = findings({"nvidia_driver": section})
+    assert finding.severity == "critical"
+    assert finding.message.startswith("Secure Boot refused the open NVIDIA modules")
+    assert "mokutil --import /usr/local/lib/nvidia/module-signing.der" in finding.message
+    # Forced by bee.nvidia= on a machine without a GPU (the guest itself): no flavour chosen.
+    forced = dataclasses.replace(section, flavour_chosen=None)
+    [finding] = findings({"nvidia_driver": forced})
+    assert finding.message.startswith("Secure Boot refused the NVIDIA modules")
 
 
 def test_collect_without_shipped_modules_is_empty(tmp_path):

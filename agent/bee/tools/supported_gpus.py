@@ -494,13 +494,14 @@ def findings(sections: Mapping[str, object]) -> list[Finding]:
 
 def _load_failure(section: NvidiaDriverSection) -> str:
     """What a failed load means; a Secure Boot refusal says which key and how to enrol it."""
-    flavour = section.flavour_chosen or "?"
+    # No flavour chosen: the loader was forced (bee.nvidia=) on a machine bee sees no GPU in.
+    flavour = f"{section.flavour_chosen} " if section.flavour_chosen else ""
     said = section.loader_message or "see journalctl -u bee-nvidia"
     refused = section.loader_cause == "secure-boot" or any(
         words in (section.loader_message or "") for words in SIGNATURE_REFUSALS
     )
     if not refused:
-        return f"bee-nvidia could not load the {flavour} NVIDIA modules: {said}"
+        return f"bee-nvidia could not load the {flavour}NVIDIA modules: {said}"
     signing = section.module_signing
     key = (
         f" (signed with the {signing.origin or '?'} key {signing.subject or '?'}, "
@@ -510,7 +511,7 @@ def _load_failure(section: NvidiaDriverSection) -> str:
     )
     cert = (signing.cert_path if signing else None) or SIGNING_CERT
     return (
-        f"Secure Boot refused the {flavour} NVIDIA modules{key}, so no GPU is driven and "
+        f"Secure Boot refused the {flavour}NVIDIA modules{key}, so no GPU is driven and "
         f"nvidia-smi sees none: {said}; to load them, " + SECURE_BOOT_REMEDY.format(cert=cert)
     )
 
