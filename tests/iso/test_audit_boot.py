@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -39,7 +40,9 @@ def boot_env(root: Path, bee: Path, cmdline: str) -> dict[str, str]:
     bindir = root / "bin"
     bindir.mkdir(exist_ok=True)
     for tool in TOOLS:
-        found = shutil.which(tool)
+        # python3 is the interpreter running the tests: on PATH it may be a wrapper script
+        # (pyenv's shim runs `env bash`, and bash is not in this PATH).
+        found = sys.executable if tool == "python3" else shutil.which(tool)
         assert found, f"{tool} is needed to run bee-audit-boot"
         (bindir / tool).symlink_to(found)
     (root / "cmdline").write_text(cmdline + "\n")
