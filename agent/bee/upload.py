@@ -39,6 +39,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 from bee.document import system_serial, text
 from bee.output import OutputError, write_atomic
+from bee.tools.boot import kernel_words
 
 CMDLINE = Path("/proc/cmdline")
 BAKED_URL = Path("/etc/bee/upload-url")
@@ -92,28 +93,10 @@ def url_from_cmdline(cmdline: str) -> str | None:
     `bee.upload="URL"` and `"bee.upload=URL"` (GRUB needs quotes around a URL with `&`) and
     leaves the quotes in /proc/cmdline."""
     found = None
-    for word in _kernel_words(cmdline):
+    for word in kernel_words(cmdline):
         if word.startswith(CMDLINE_KEY):
             found = word[len(CMDLINE_KEY) :] or None
     return found
-
-
-def _kernel_words(cmdline: str) -> list[str]:
-    """Split as the kernel does: on white space outside double quotes, the quotes dropped."""
-    words, word, quoted, started = [], [], False, False
-    for char in cmdline:
-        if char == '"':
-            quoted, started = not quoted, True
-        elif char.isspace() and not quoted:
-            if started:
-                words.append("".join(word))
-            word, started = [], False
-        else:
-            word.append(char)
-            started = True
-    if started:
-        words.append("".join(word))
-    return words
 
 
 def configured_url(cmdline: Path = CMDLINE, baked: Path = BAKED_URL) -> str | None:

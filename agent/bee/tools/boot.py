@@ -70,8 +70,9 @@ class Boot:
 # -- parsers ----------------------------------------------------------------------------------
 
 
-def _words(text: str) -> list[str]:
-    """Split as the kernel does: whitespace separates, double quotes group and are dropped."""
+def kernel_words(text: str) -> list[str]:
+    """Split as the kernel does: whitespace separates, double quotes group and are dropped
+    (/proc/cmdline keeps the quotes: `bee.upload="http://h/p?a=1&b=2"`)."""
     words: list[str] = []
     current: list[str] = []
     in_word = in_quotes = False
@@ -109,7 +110,7 @@ def parse_bootif(value: str | None) -> str | None:
 
 def parse_cmdline(text: str) -> KernelCommandLine:
     raw = text.rstrip("\n")
-    words = _words(raw)
+    words = kernel_words(raw)
     init_args: list[str] = []
     if "--" in words:
         at = words.index("--")
