@@ -395,10 +395,7 @@ def _uploads(
     end = time.monotonic() + UPLOAD_DOWN_WAIT_S
     while time.monotonic() < end and _still_running(ssh, "bee-upload.service"):
         time.sleep(10)
-    status = _ask(ssh, "cat /run/bee/upload-status")
-    (run_dir / f"{name}-upload-status").write_text(status)
-    journal = _ask(ssh, "journalctl -b -u bee-upload.service -o cat --no-pager")
-    (run_dir / f"{name}-upload-journal.txt").write_text(journal)
+    status, journal = _upload_record(run_dir, name, ssh)
     failed = [x for x in journal.splitlines() if x.startswith("bee upload: FAILED")]
     motd = _motd_upload(ssh)
     lines.append(f"upload: {name}: journal: {failed[-1] if failed else '(no FAILED line)'}")
@@ -423,6 +420,15 @@ def _uploads(
     return ok and nodes in report.stdout and not temp
 
 
+def _upload_record(run_dir: Path, name: str, ssh: Ssh) -> tuple[str, str]:
+    """The guest's upload status file and bee-upload's journal, kept in the run directory."""
+    status = _ask(ssh, "cat /run/bee/upload-status")
+    (run_dir / f"{name}-upload-status").write_text(status)
+    journal = _ask(ssh, "journalctl -b -u bee-upload.service -o cat --no-pager")
+    (run_dir / f"{name}-upload-journal.txt").write_text(journal)
+    return status, journal
+
+
 def _landed(
     run_dir: Path, name: str, ssh: Ssh, *, serial: str, store: WebDav | S3, lines: list[str]
 ) -> bool:
@@ -432,10 +438,7 @@ def _landed(
     expected = f"{serial}-{boot_id}.json"
     key = store.key(name, expected)
     stored = store.read(key)
-    status = _ask(ssh, "cat /run/bee/upload-status")
-    (run_dir / f"{name}-upload-status").write_text(status)
-    journal = _ask(ssh, "journalctl -b -u bee-upload.service -o cat --no-pager")
-    (run_dir / f"{name}-upload-journal.txt").write_text(journal)
+    status, journal = _upload_record(run_dir, name, ssh)
     sent = [x for x in journal.splitlines() if x.startswith("bee upload: ")]
     motd = _motd_upload(ssh)
     pulled = run_dir / "pulled" / "audits" / f"{name}.json"  # the playbook's copy, over SSH
