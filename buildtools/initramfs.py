@@ -9,7 +9,7 @@ such a tree and packs it without a cpio binary:
 - `ldd_paths`: the libraries `ldd` names, to copy beside a host binary;
 - `parse_modules_dep`, `load_order`, `copy_module`: in-tree kernel modules with their
   dependencies first, unpacked (busybox insmod loads only plain ELF);
-- `write_init` and `newc_archive`: /init and the archive the kernel unpacks;
+- `write_init` and `newc_archive`: /init and the archive the kernel unpacks (`pack`: both);
 - `unpack_serial_tar`: what a capture guest sent back, a tar in base64 over its second serial
   port, framed by BEGIN/END lines where the firmware writes on that port too (OVMF).
 
@@ -120,6 +120,13 @@ def write_init(tree: Path, script: str) -> None:
     init = tree / "init"
     init.write_text(script)
     init.chmod(0o755)
+
+
+def pack(tree: Path, script: str, dest: Path) -> Path:
+    """`script` as the tree's /init, and the tree as an uncompressed initramfs at `dest`."""
+    write_init(tree, script)
+    dest.write_bytes(newc_archive(tree))
+    return dest
 
 
 def newc_archive(tree: Path) -> bytes:

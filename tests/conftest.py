@@ -205,6 +205,15 @@ def mangle(data, text: str) -> str:
     return damaged
 
 
+def is_json_object(text: str) -> bool:
+    """Whether `text` is a JSON object, as the tools' `-j`/`-o json` output is (a parser given
+    anything else must report an error)."""
+    try:
+        return isinstance(json.loads(text), dict)
+    except (ValueError, RecursionError):
+        return False
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that is free now (the server started next binds it)."""
     import socket

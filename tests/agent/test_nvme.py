@@ -14,7 +14,7 @@ from bee.tools.nvme import (
     parse_id_ctrl,
     parse_smart_log,
 )
-from conftest import FIXTURES, REALWORLD, mangle
+from conftest import FIXTURES, REALWORLD, is_json_object, mangle
 
 ID_FIXTURES = sorted(
     p for p in (FIXTURES / "nvme-id-ctrl").glob("*.json") if ".expected." not in p.name
@@ -131,15 +131,8 @@ def test_zero_kelvin_is_not_a_temperature():
 @given(st.text(max_size=400))
 def test_never_raises_on_arbitrary_text(text):
     ident, health = parse_id_ctrl(text), parse_smart_log(text)
-    if not _is_json_object(text):  # not nvme-cli's JSON: an error, and no health to trust
+    if not is_json_object(text):  # not nvme-cli's JSON: an error, and no health to trust
         assert ident.errors and health.errors and not health.has_health
-
-
-def _is_json_object(text: str) -> bool:
-    try:
-        return isinstance(json.loads(text), dict)
-    except (ValueError, RecursionError):
-        return False
 
 
 @settings(max_examples=100, deadline=10_000)

@@ -15,7 +15,7 @@ from bee.probe import Probe
 from bee.serialize import to_jsonable
 from bee.tools import smartctl
 from bee.tools.smartctl import ScannedDevice, decode_exit_status, parse, parse_scan
-from conftest import FIXTURES, REALWORLD, mangle
+from conftest import FIXTURES, REALWORLD, is_json_object, mangle
 
 FIXTURE_FILES = sorted(
     p for p in (FIXTURES / "smartctl").glob("*.json") if ".expected." not in p.name
@@ -173,15 +173,8 @@ def test_bad_input_gives_an_empty_report_with_an_error(text):
 @given(st.text(max_size=400))
 def test_never_raises_on_arbitrary_text(text):
     report, scan = parse(text), parse_scan(text)
-    if not _is_json_object(text):  # not smartctl's JSON: errors, and no health to trust
+    if not is_json_object(text):  # not smartctl's JSON: errors, and no health to trust
         assert report.errors and not report.has_health and scan.devices == []
-
-
-def _is_json_object(text: str) -> bool:
-    try:
-        return isinstance(json.loads(text), dict)
-    except (ValueError, RecursionError):
-        return False
 
 
 @settings(max_examples=100, deadline=10_000)

@@ -29,6 +29,7 @@ from buildtools.initramfs import (
     load_order,
     module_stem,
     newc_archive,
+    pack,
     parse_modules_dep,
     unpack_serial_tar,
     write_init,
@@ -161,6 +162,15 @@ def test_copy_module_unpacks_debian_13_s_xz_modules(tmp_path: Path) -> None:
     assert copy_module(plain, tmp_path / "mods") == "wmi.ko"
     assert (tmp_path / "mods/drm.ko").read_bytes() == elf
     assert (tmp_path / "mods/wmi.ko").read_bytes() == elf[:64]
+
+
+def test_pack_writes_init_and_archives_the_tree(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    (tree / "bin").mkdir(parents=True)
+    dest = pack(tree, "#!/bin/sh\npoweroff -f\n", tmp_path / "initrd.cpio")
+    entries = _read_newc(dest.read_bytes())
+    assert entries["init"] == (entries["init"][0], b"#!/bin/sh\npoweroff -f\n")
+    assert entries["init"][0] & 0o111 == 0o111 and "bin" in entries
 
 
 def test_write_init_is_executable(tmp_path: Path) -> None:
