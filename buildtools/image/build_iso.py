@@ -294,7 +294,13 @@ def parse_args(argv: list[str] | None) -> Options:
         "--security-mirror", metavar="URL", help="Debian security mirror (default: VERSIONS)"
     )
     parser.add_argument("--squashfs-compression", choices=SQUASHFS_TYPES, default="zstd")
-    parser.add_argument("--boot-timeout", type=int, default=5, metavar="SECONDS")
+    parser.add_argument(
+        "--boot-timeout",
+        type=int,
+        default=3,
+        metavar="SECONDS",
+        help="how long the boot menu waits before the default entry (default 3; any key stops it)",
+    )
     parser.add_argument(
         "--keep-workdir", action="store_true", help="keep dist/lb-work/ after a good build"
     )

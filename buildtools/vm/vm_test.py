@@ -196,7 +196,7 @@ def wait_for_ssh(ssh: Ssh, vm: qemu.Vm, timeout_s: float) -> float:
         if result.returncode == 0:
             return time.monotonic() - vm.started
         last = (result.stderr.decode(errors="replace").strip().splitlines() or [""])[-1]
-        time.sleep(3)
+        time.sleep(1)
     raise VmTestError(f"no SSH login within {timeout_s:.0f} s (last: {last or 'no answer'})")
 
 

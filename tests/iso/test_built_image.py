@@ -258,12 +258,18 @@ def test_nvidia_payload_matches_the_kernel(image_root: Path) -> None:
     if values["NVIDIA_DRIVER_VERSION"] == "none":
         pytest.skip("this image was built with --no-nvidia")
     abi = values["DEBIAN_KERNEL_ABI"]
-    modules = sorted((image_root / "usr/local/lib/nvidia").glob("*.ko"))
-    assert {path.name for path in modules} >= {"nvidia.ko", "nvidia-modeset.ko", "nvidia-uvm.ko"}
-    for module in modules:
-        inside = f"/usr/local/lib/nvidia/{module.name}"
-        vermagic = chroot(image_root, "modinfo", "-F", "vermagic", inside).stdout.split()
-        assert vermagic[:1] == [abi], module.name
+    # One directory per flavour (open, proprietary), each a whole set of modules.
+    flavours = [path for path in (image_root / "usr/local/lib/nvidia").iterdir() if path.is_dir()]
+    flavours = [path for path in flavours if path.name != "firmware"]
+    assert flavours
+    for flavour in flavours:
+        modules = sorted(flavour.glob("*.ko"))
+        names = {path.name for path in modules}
+        assert names >= {"nvidia.ko", "nvidia-modeset.ko", "nvidia-uvm.ko"}, flavour.name
+        for module in modules:
+            inside = "/" + str(module.relative_to(image_root))
+            vermagic = chroot(image_root, "modinfo", "-F", "vermagic", inside).stdout.split()
+            assert vermagic[:1] == [abi], inside
     driver = values["NVIDIA_DRIVER_VERSION"]
     for library in ("libnvidia-ml.so.1", "libcuda.so.1"):
         link = image_root / "usr/lib" / library
@@ -308,3 +314,43 @@ def test_no_getty_autologin_as_a_missing_user(image_root: Path) -> None:
     """live-config's getty generator would autologin tty1-6 as `user`, which does not exist."""
     generator = image_root / "etc/systemd/system-generators/live-config-getty-generator"
     assert generator.is_symlink() and os.readlink(generator) == "/dev/null"
+
+
+# What the boot-time cuts mask (docs/boot-time.md); each must reach the image as a /dev/null
+# link, or the unit runs again at every boot.
+MASKED_UNITS = (
+    "live-config.service",
+    "networking.service",
+    "ldconfig.service",
+    "systemd-journal-catalog-update.service",
+    "smartmontools.service",
+    "smartd.service",
+    "cron.service",
+    "sshd-keygen.service",
+    "fstrim.timer",
+    "apt-daily.timer",
+)
+MASKED_GENERATORS = (
+    "systemd-ssh-generator",
+    "systemd-sysv-generator",
+    "systemd-rc-local-generator",
+    "systemd-system-update-generator",
+)
+
+
+@pytest.mark.parametrize("name", MASKED_UNITS)
+def test_boot_time_cuts_mask_the_unit(image_root: Path, name: str) -> None:
+    link = image_root / "etc/systemd/system" / name
+    assert link.is_symlink() and os.readlink(link) == "/dev/null", name
+
+
+@pytest.mark.parametrize("name", MASKED_GENERATORS)
+def test_boot_time_cuts_mask_the_generator(image_root: Path, name: str) -> None:
+    link = image_root / "etc/systemd/system-generators" / name
+    assert link.is_symlink() and os.readlink(link) == "/dev/null", name
+
+
+def test_journal_stays_in_ram(image_root: Path) -> None:
+    """Storage=volatile: no journal flush to /var on the way to SSH (docs/boot-time.md)."""
+    conf = (image_root / "etc/systemd/journald.conf.d/10-bee.conf").read_text()
+    assert "Storage=volatile" in conf.splitlines()

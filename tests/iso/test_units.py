@@ -78,6 +78,26 @@ def test_sshsetup_runs_before_ssh_and_ssh_wants_it() -> None:
     assert "bee-sshsetup.service" in words(dropin, "Unit", "After")
 
 
+def test_sshsetup_runs_early_beside_sysinit_and_stops_at_shutdown() -> None:
+    """Without the default dependencies (so SSH is not one unit further behind basic.target),
+    but after the writable root and still part of an orderly shutdown."""
+    setup = unit("bee-sshsetup.service")
+    assert setup.get("Unit", "DefaultDependencies") == "no"
+    assert "systemd-remount-fs.service" in words(setup, "Unit", "After")
+    assert "shutdown.target" in words(setup, "Unit", "Before")
+    assert "shutdown.target" in words(setup, "Unit", "Conflicts")
+    for key in ("After", "Wants", "Requires"):
+        assert not {"basic.target", "sysinit.target", "network.target"} & set(
+            words(setup, "Unit", key)
+        ), key
+
+
+def test_audit_yields_the_cpu_to_logins() -> None:
+    """The audit runs at a lower CPU weight than ssh.service (default 100), not at idle."""
+    weight = int(unit("bee-audit.service").get("Service", "CPUWeight"))
+    assert 1 <= weight < 100
+
+
 def test_audit_is_ordered_after_nvidia_without_requiring_it() -> None:
     audit = unit("bee-audit.service")
     assert "bee-nvidia.service" in words(audit, "Unit", "After")
