@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import selectors
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -237,3 +238,18 @@ def stop_group(proc: subprocess.Popen[bytes]) -> None:
     for stream in (proc.stdout, proc.stderr):
         if stream is not None:
             stream.close()
+
+
+def wait_listening(proc: subprocess.Popen, port: int, timeout_s: float) -> bool:
+    """Until the server `proc` started accepts TCP on 127.0.0.1:port: True. False when it ended
+    first or `timeout_s` passed (`proc.poll()` tells which); the caller words the error."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False

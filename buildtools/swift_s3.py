@@ -20,6 +20,8 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit
 from xml.etree import ElementTree
 
+from buildtools import runner
+
 # Swift runs under Debian's own Python, where python3-swift is installed.
 SWIFT_PYTHON = "/usr/bin/python3"
 SWIFT_S3API = Path("/usr/lib/python3/dist-packages/swift/common/middleware/s3api/s3api.py")
@@ -110,15 +112,10 @@ class SwiftS3:
             raise
 
     def _wait(self, server: subprocess.Popen, name: str, port: int) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if server.poll() is not None:
-                raise SwiftError(f"swift {name}-server ended: see {self.base}/{name}.log")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.1)
+        if runner.wait_listening(server, port, START_TIMEOUT_S):
+            return
+        if server.poll() is not None:
+            raise SwiftError(f"swift {name}-server ended: see {self.base}/{name}.log")
         raise SwiftError(f"swift {name}-server did not listen within {START_TIMEOUT_S} s")
 
     def _s3(self, method: str, key: str) -> bytes:

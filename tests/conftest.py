@@ -225,16 +225,10 @@ def free_port() -> int:
 
 def wait_listening(process: subprocess.Popen, port: int, what: str, timeout: float = 10) -> None:
     """Until a server the test started accepts on 127.0.0.1:port; its stderr if it ended."""
-    import socket
-    import time
+    from buildtools import runner
 
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{what} ended: {process.stderr.read() if process.stderr else ''!r}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
+    if runner.wait_listening(process, port, timeout):
+        return
+    if process.poll() is not None:
+        raise RuntimeError(f"{what} ended: {process.stderr.read() if process.stderr else ''!r}")
     raise RuntimeError(f"{what} did not listen on 127.0.0.1:{port} within {timeout:.0f} s")

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from buildtools.runner import CommandError, Runner, tail
+from buildtools.runner import CommandError, Runner, tail, wait_listening
+from conftest import free_port
 
 
 def test_output_is_kept_and_logged_with_the_command_and_its_exit(tmp_path: Path) -> None:
@@ -177,3 +178,39 @@ def test_no_log_file_for_a_command_line_query() -> None:
 def test_tail_is_the_last_non_empty_lines() -> None:
     assert tail("a\n\nb\nc\nd\ne\n") == "b | c | d | e"
     assert tail("") == "(no output)"
+
+
+def _serve(port: int, *, after_s: float) -> subprocess.Popen[bytes]:
+    """A real server: python3 listening on 127.0.0.1:port after `after_s` seconds."""
+    code = (
+        "import socket, sys, time; time.sleep(float(sys.argv[2])); s = socket.socket(); "
+        "s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen(); time.sleep(60)"
+    )
+    return subprocess.Popen([sys.executable, "-c", code, str(port), str(after_s)])
+
+
+def test_wait_listening_returns_once_the_server_accepts() -> None:
+    port = free_port()
+    server = _serve(port, after_s=0.5)
+    try:
+        assert wait_listening(server, port, timeout_s=30)
+        assert server.poll() is None
+    finally:
+        server.kill()
+        server.wait()
+
+
+def test_wait_listening_is_false_for_a_server_that_ended_or_never_listened() -> None:
+    port = free_port()
+    ended = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    assert not wait_listening(ended, port, timeout_s=30)
+    assert ended.poll() == 3
+    silent = _serve(port, after_s=60)
+    try:
+        started = time.monotonic()
+        assert not wait_listening(silent, port, timeout_s=0.5)
+        assert time.monotonic() - started < 10
+        assert silent.poll() is None
+    finally:
+        silent.kill()
+        silent.wait()
