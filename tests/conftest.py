@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import functools
+import gzip
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -232,3 +235,63 @@ def wait_listening(process: subprocess.Popen, port: int, what: str, timeout: flo
     if process.poll() is not None:
         raise RuntimeError(f"{what} ended: {process.stderr.read() if process.stderr else ''!r}")
     raise RuntimeError(f"{what} did not listen on 127.0.0.1:{port} within {timeout:.0f} s")
+
+
+def build_deb(pool: Path, name: str, version: str, files: dict[str, Path] | None = None) -> Path:
+    """A real .deb (dpkg-deb --build) in `pool`: a README, plus `files` ({path in the package:
+    file to copy there}, modes kept)."""
+    root = pool / f"{name}_{version}"
+    (root / "DEBIAN").mkdir(parents=True)
+    (root / "usr" / "share" / "doc" / name).mkdir(parents=True)
+    (root / "usr" / "share" / "doc" / name / "README").write_text(f"{name} {version}\n")
+    for inside, source in (files or {}).items():
+        (root / inside).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, root / inside)
+    (root / "DEBIAN" / "control").write_text(
+        f"Package: {name}\nVersion: {version}\nArchitecture: all\n"
+        "Maintainer: bee tests <bee@example.invalid>\nDescription: test package\n"
+    )
+    subprocess.run(
+        ["dpkg-deb", "--root-owner-group", "-Zgzip", "--build", str(root), str(pool)],
+        check=True,
+        capture_output=True,
+    )
+    shutil.rmtree(root)
+    return pool
+
+
+def local_archive(
+    base: Path,
+    packages: dict[str, str],
+    *,
+    suite: str = "bookworm",
+    files: dict[str, dict[str, Path]] | None = None,
+) -> Path:
+    """A minimal Debian archive for a `file:` mirror: dists/SUITE/main/binary-{amd64,all}/
+    Packages + Release, the packages built by build_deb (`files`: per package name)."""
+    pool = base / "pool"
+    pool.mkdir(parents=True)
+    for name, version in packages.items():
+        build_deb(pool, name, version, (files or {}).get(name))
+    index = subprocess.run(
+        ["dpkg-scanpackages", "--multiversion", "pool"],
+        cwd=base,
+        check=True,
+        capture_output=True,
+    ).stdout
+    dist = base / "dists" / suite
+    release_lines = []
+    for arch in ("amd64", "all"):
+        folder = dist / "main" / f"binary-{arch}"
+        folder.mkdir(parents=True)
+        (folder / "Packages").write_bytes(index)
+        (folder / "Packages.gz").write_bytes(gzip.compress(index))
+        for file in ("Packages", "Packages.gz"):
+            data = (folder / file).read_bytes()
+            digest = hashlib.sha256(data).hexdigest()
+            release_lines.append(f" {digest} {len(data)} main/binary-{arch}/{file}")
+    (dist / "Release").write_text(
+        f"Suite: {suite}\nCodename: {suite}\nArchitectures: amd64 all\nComponents: main\n"
+        "SHA256:\n" + "\n".join(release_lines) + "\n"
+    )
+    return base

@@ -43,7 +43,7 @@ from pathlib import Path
 
 from buildtools import hosttools, swift_s3
 from buildtools.runner import Runner
-from buildtools.vm import fru, hwspec, qemu
+from buildtools.vm import emulator, fru, hwspec, qemu
 from buildtools.vm.vm_test import (
     AUDIT_WAIT_S,
     SSH_WAIT_S,
@@ -253,7 +253,9 @@ def run(args: argparse.Namespace) -> int:
             relay = run_dir / "relay.py"
             relay.write_text(RELAY)
             boot = qemu.extract_boot_files(args.iso, run_dir / "boot", runner)
-            accel = qemu.probe_kvm(boot.kernel, run_dir, runner)
+            emu = emulator.resolve(args.out.resolve(), runner, host_only=args.host_qemu)
+            lines.append(emu.why)
+            accel = qemu.probe_kvm(boot.kernel, run_dir, runner, qemu_command=emu.command)
             lines.append(accel.why)
             for index in range(1, args.guests + 1):
                 name = f"guest{index}"
@@ -272,6 +274,7 @@ def run(args: argparse.Namespace) -> int:
                     guest_hw, accel=accel, boot=dataclasses.replace(boot, append=append),
                     iso=args.iso, fru_path=fru_path,
                     sdr_path=sdr_path, serial_log=run_dir / f"{name}-serial.log", ssh_port=port,
+                    qemu_command=emu.command, machine=emu.machine,
                 )  # fmt: skip
                 argv = with_guestfwd(argv, store.port, relay)
                 (run_dir / f"{name}-qemu-argv.txt").write_text("\n".join(argv) + "\n")
@@ -513,6 +516,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "last guest's",
     )
     parser.add_argument("--out", type=Path, default=REPO / "dist")
+    parser.add_argument(
+        "--host-qemu", action="store_true", help="the host's QEMU even when it is older"
+    )
     parser.add_argument(
         "--spec",
         type=Path,

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import time
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -441,17 +442,21 @@ def machine_args(
     firmware: str = "seabios",
     vars_copy: Path | None = None,
     via_bootloader: bool = False,
+    qemu_command: Sequence[str] = (QEMU,),
+    machine: str = "q35",
 ) -> list[str]:
     """The whole qemu-system-x86_64 command line for one boot of the image: the kernel and
     initrd handed to QEMU with the ISO as the CD; or the CD booted through its own bootloader
-    (isolinux under SeaBIOS, GRUB under OVMF); or (netboot) no disk of bee at all."""
+    (isolinux under SeaBIOS, GRUB under OVMF); or (netboot) no disk of bee at all.
+    `qemu_command` and `machine`: the emulator, its -L options and its q35 machine type
+    (buildtools/vm/emulator.py)."""
     append = guest_arguments(boot.append)
     return [
-        QEMU,
+        *qemu_command,
         "-name",
         "bee-vm-test",
         "-machine",
-        "q35,smm=on" if firmware == "ovmf-secboot" else "q35",
+        f"{machine},smm=on" if firmware == "ovmf-secboot" else machine,
         *firmware_args(firmware, vars_copy),
         "-accel",
         accel.name,
@@ -580,7 +585,9 @@ KVM_PROBE_SECONDS = 30
 _KVM_PROBE_DONE = re.compile(rb"Kernel panic|Unable to mount root|Run /init|Freeing unused kernel")
 
 
-def probe_kvm(kernel: Path, work_dir: Path, runner: Runner) -> Accel:
+def probe_kvm(
+    kernel: Path, work_dir: Path, runner: Runner, qemu_command: Sequence[str] = (QEMU,)
+) -> Accel:
     """Boot the image's kernel briefly under KVM; fall back to TCG when that does not work.
 
     Seen on the project's build host: /dev/kvm exists, `-cpu host` aborts on an MSR write and
@@ -591,7 +598,7 @@ def probe_kvm(kernel: Path, work_dir: Path, runner: Runner) -> Accel:
         return Accel(name="tcg", cpu="max", why=f"/dev/kvm is not usable: {tcg}")
     log = work_dir / "kvm-probe.log"
     argv = [
-        QEMU,
+        *qemu_command,
         "-machine",
         "q35",
         "-accel",
@@ -663,7 +670,7 @@ class Vm:
                 )
             except FileNotFoundError:
                 raise QemuError(
-                    f"{QEMU} is not installed (apt-get install qemu-system-x86)"
+                    f"{self.argv[0]} is not installed (apt-get install qemu-system-x86)"
                 ) from None
         self.started = time.monotonic()
         if self.serial_log is not None:

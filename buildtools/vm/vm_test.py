@@ -55,7 +55,7 @@ from buildtools.netboot import artefacts as netboot
 from buildtools.netboot.serve import GUEST_ADDRESS, NetbootServer
 from buildtools.runner import CommandError, Runner
 from buildtools.vm import checks as vm_checks
-from buildtools.vm import fru, hwspec, phases, qemu, secureboot
+from buildtools.vm import emulator, fru, hwspec, phases, qemu, secureboot
 
 REPO_ROOT = qemu.REPO_ROOT
 SMOKETEST = REPO_ROOT / "iso" / "builder" / "smoketest.sh"
@@ -456,6 +456,8 @@ class Context:
     direct_kernel: bool = False  # -kernel/-initrd instead of the CD's own bootloader
     keyless: bool = False  # the image trusts no key: log in with the console's password
     virt_fw_vars: str | None = None  # --secure-boot-modules: adds the MOK to the OVMF vars
+    qemu_command: tuple[str, ...] = (qemu.QEMU,)  # the emulator and its -L (emulator.py)
+    machine: str = "q35"  # its q35 machine type (emulator.py)
 
 
 # Without --firmware the CD boots through both of its bootloaders: isolinux under SeaBIOS (boot 1)
@@ -497,6 +499,8 @@ def _vm(
         firmware=firmware,
         vars_copy=vars_copy,
         via_bootloader=not ctx.direct_kernel,
+        qemu_command=ctx.qemu_command,
+        machine=ctx.machine,
     )
     (ctx.run_dir / f"{name}-qemu-argv.txt").write_text("\n".join(argv) + "\n")
     serial = ctx.run_dir / f"{name}-serial.log"
@@ -924,6 +928,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--virt-fw-vars", metavar="PATH", help="virt-fw-vars to use (default: from PATH)"
     )
     parser.add_argument(
+        "--host-qemu",
+        action="store_true",
+        help=f"run the host's QEMU even when it is older than "
+        f"{'.'.join(map(str, emulator.MIN_VERSION))} (default: then bookworm-backports' "
+        "QEMU, unpacked under --out; buildtools/vm/emulator.py)",
+    )
+    parser.add_argument(
         "--netboot",
         action="store_true",
         help="boot every machine over the network (iPXE, TFTP, HTTP), with no bee disk or CD",
@@ -986,8 +997,13 @@ def _boots(
 ) -> int:
     fru_path, sdr_path = fru.write_images(list(hw.fru_devices), run_dir / "bmc", hw.sensors)
     boot = qemu.extract_boot_files(iso, run_dir / "boot", runner)
-    accel = qemu.probe_kvm(boot.kernel, run_dir, runner)
+    emu = emulator.resolve(args.out.resolve(), runner, host_only=args.host_qemu)
+    print(f"vm_test: {emu.why}", flush=True)
+    accel = qemu.probe_kvm(boot.kernel, run_dir, runner, qemu_command=emu.command)
     print(f"vm_test: {accel.why}", flush=True)
+    # The report's "acceleration" line names the emulator too: under TCG its version moves
+    # every phase timing (buildtools/vm/emulator.py).
+    accel = dataclasses.replace(accel, why=f"{accel.why}; {emu.why}")
     ctx = Context(
         hw=hw,
         iso=iso,
@@ -1005,6 +1021,8 @@ def _boots(
         direct_kernel=args.direct_kernel and not args.secure_boot_modules,
         keyless=args.keyless,
         virt_fw_vars=secureboot.find_virt_fw_vars(args.virt_fw_vars),
+        qemu_command=tuple(emu.command),
+        machine=emu.machine,
     )
     boots: list[BootReport] = []
     if args.secure_boot_modules:

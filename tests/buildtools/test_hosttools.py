@@ -36,6 +36,10 @@ DYNAMIC = {
     "sign_file": (),
     "str(sign_file)": (),
     "virt_fw_vars": ("virt-fw-vars",),  # vm_test --secure-boot-modules (vm/secureboot.py)
+    # The host's qemu-system-x86_64, or a backport's unpacked under dist/ (vm/emulator.py);
+    # that one runs on the libraries of the host's own qemu-system-x86.
+    "*qemu_command": ("qemu-system-x86_64",),
+    "binary": ("qemu-system-x86_64",),
 }
 # The runner itself; commands that run in the guest (over ssh) or in the agent's own runner
 # (bench replays the audit through it), not on the build host.

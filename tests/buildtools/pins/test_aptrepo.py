@@ -7,10 +7,7 @@ network and no root are needed; skipped where those Debian tools are absent.
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -31,6 +28,7 @@ from buildtools.pins.aptrepo import (
 )
 from buildtools.pins.versions import parse_versions
 from buildtools.runner import Runner
+from conftest import local_archive
 
 # Captured on this build host (apt 2.6.1) with the private configuration:
 # apt-cache -o Dir::Etc::SourceList=... policy nvidia-smi
@@ -182,56 +180,9 @@ needs_apt_tools = pytest.mark.skipif(
 )
 
 
-def _build_deb(pool: Path, name: str, version: str) -> None:
-    root = pool / f"{name}_{version}"
-    (root / "DEBIAN").mkdir(parents=True)
-    (root / "usr" / "share" / "doc" / name).mkdir(parents=True)
-    (root / "usr" / "share" / "doc" / name / "README").write_text(f"{name} {version}\n")
-    (root / "DEBIAN" / "control").write_text(
-        f"Package: {name}\nVersion: {version}\nArchitecture: all\n"
-        "Maintainer: bee tests <bee@example.invalid>\nDescription: test package\n"
-    )
-    subprocess.run(
-        ["dpkg-deb", "--root-owner-group", "-Zgzip", "--build", str(root), str(pool)],
-        check=True,
-        capture_output=True,
-    )
-    shutil.rmtree(root)
-
-
-def _local_repo(base: Path, packages: dict[str, str]) -> Path:
-    """A minimal Debian archive: dists/bookworm/main/binary-{amd64,all}/Packages + Release."""
-    pool = base / "pool"
-    pool.mkdir(parents=True)
-    for name, version in packages.items():
-        _build_deb(pool, name, version)
-    index = subprocess.run(
-        ["dpkg-scanpackages", "--multiversion", "pool"],
-        cwd=base,
-        check=True,
-        capture_output=True,
-    ).stdout
-    dist = base / "dists" / "bookworm"
-    release_lines = []
-    for arch in ("amd64", "all"):
-        folder = dist / "main" / f"binary-{arch}"
-        folder.mkdir(parents=True)
-        (folder / "Packages").write_bytes(index)
-        (folder / "Packages.gz").write_bytes(gzip.compress(index))
-        for file in ("Packages", "Packages.gz"):
-            data = (folder / file).read_bytes()
-            digest = hashlib.sha256(data).hexdigest()
-            release_lines.append(f" {digest} {len(data)} main/binary-{arch}/{file}")
-    (dist / "Release").write_text(
-        "Suite: bookworm\nCodename: bookworm\nArchitectures: amd64 all\nComponents: main\n"
-        "SHA256:\n" + "\n".join(release_lines) + "\n"
-    )
-    return base
-
-
 @needs_apt_tools
 def test_real_apt_against_local_repository(tmp_path: Path) -> None:
-    archive = _local_repo(
+    archive = local_archive(
         tmp_path / "archive",
         {
             "linux-image-6.1.0-55-amd64": "6.1.190-1",
@@ -276,7 +227,7 @@ def test_missing_kernel_headers_stop_the_nvidia_build_naming_what_the_mirror_has
     tmp_path: Path,
 ) -> None:
     """kbuild.check_headers_on_mirror against a mirror that lacks the pinned ABI."""
-    archive = _local_repo(
+    archive = local_archive(
         tmp_path / "archive",
         {
             "linux-headers-6.1.0-97-amd64": "6.1.300-1",
