@@ -5,9 +5,8 @@ Debian 12's QEMU 7.2 the guest's first seconds in systemd went to QEMU itself: t
 is filled into pages that had held the initramfs' programs, and each write to a page with
 translated code made 7.2 invalidate that code (host `perf` over the gap: tcg_flush_jmp_cache,
 page_collection_lock and the invalidation walk took 60-90 % of QEMU's time; the guest sat in
-one memcpy of squashfs' zstd for up to 10 s). The same image under QEMU 10.0 answered SSH
-after 38 s and took a login after 41 s, against 50-76 s and 58-79 s under 7.2
-(docs/boot-time.md).
+one memcpy of squashfs' zstd for up to 10 s). The same image under QEMU 10.0 took a login
+after 34-41 s through isolinux, against 58-79 s under 7.2 (docs/boot-time.md).
 
 So vm_test (and the fleet test) take QEMU MIN_VERSION or newer:
 - the host's own qemu-system-x86_64 when it is that new (Debian 13 has 10.0);
@@ -40,7 +39,7 @@ PACKAGES = ("qemu-system-x86", "qemu-system-data", "seabios")
 BINARY = Path("usr/bin/qemu-system-x86_64")
 DATA_DIRS = (Path("usr/share/seabios"), Path("usr/share/qemu"))  # -L order: first one wins
 COMPLETE = ".complete"  # written last: a directory without it is a half-done unpack
-# QEMU 9.1 made one SMBIOS memory device (type 17) of all of -m on its new machine types;
+# The 9.1 machine types and later make one SMBIOS memory device (type 17) of all of -m;
 # pc-q35-9.0 and older cut it into 16 GiB DIMMs, as tests/vm/hardware.toml describes (2 DIMMs,
 # qemu.qemu_dimm_split). Seen with 10.0.2: `-machine q35` one 18 GiB DIMM, pc-q35-9.0 two.
 DIMM_SPLIT_MACHINE = "pc-q35-9.0"
