@@ -237,7 +237,7 @@ def wait_listening(process: subprocess.Popen, port: int, what: str, timeout: flo
     raise RuntimeError(f"{what} did not listen on 127.0.0.1:{port} within {timeout:.0f} s")
 
 
-def build_deb(pool: Path, name: str, version: str, files: dict[str, Path] | None = None) -> Path:
+def build_deb(pool: Path, name: str, version: str, files: dict[str, Path] | None = None) -> None:
     """A real .deb (dpkg-deb --build) in `pool`: a README, plus `files` ({path in the package:
     file to copy there}, modes kept)."""
     root = pool / f"{name}_{version}"
@@ -257,7 +257,6 @@ def build_deb(pool: Path, name: str, version: str, files: dict[str, Path] | None
         capture_output=True,
     )
     shutil.rmtree(root)
-    return pool
 
 
 def local_archive(

@@ -74,9 +74,10 @@ class Emulator:
             return DIMM_SPLIT_MACHINE
         return "q35"
 
-    @property
-    def version_text(self) -> str:
-        return ".".join(map(str, self.version)) if self.version else "unknown"
+
+def dotted(version: tuple[int, ...] | None) -> str:
+    """(10, 0, 2) -> "10.0.2"; None -> "unknown"."""
+    return ".".join(map(str, version)) if version else "unknown"
 
 
 def parse_version(text: str) -> tuple[int, ...] | None:
@@ -193,8 +194,8 @@ def resolve(
     """The QEMU this run uses, with one line that says which and why. The backport comes
     from `repo` (default: backports_repo of the host's release)."""
     host = binary_version(HOST_QEMU, runner)
-    host_text = ".".join(map(str, host)) if host else "unknown"
-    minimum = ".".join(map(str, MIN_VERSION))
+    host_text = dotted(host)
+    minimum = dotted(MIN_VERSION)
     if host_only or new_enough(host):
         reason = "--host-qemu" if host_only and not new_enough(host) else f">= {minimum}"
         return Emulator(binary=HOST_QEMU, version=host, why=f"QEMU {host_text} (host's, {reason})")
@@ -223,6 +224,6 @@ def resolve(
         binary=found.binary,
         version=found.version,
         data_dirs=found.data_dirs,
-        why=f"QEMU {found.version_text} from {codename}-backports, unpacked in "
+        why=f"QEMU {dotted(found.version)} from {codename}-backports, unpacked in "
         f"{Path(found.binary).parents[2]} (the host's is {host_text}, older than {minimum})",
     )

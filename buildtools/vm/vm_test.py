@@ -931,7 +931,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--host-qemu",
         action="store_true",
         help=f"run the host's QEMU even when it is older than "
-        f"{'.'.join(map(str, emulator.MIN_VERSION))} (default: then bookworm-backports' "
+        f"{emulator.dotted(emulator.MIN_VERSION)} (default: then bookworm-backports' "
         "QEMU, unpacked under --out; buildtools/vm/emulator.py)",
     )
     parser.add_argument(

@@ -43,6 +43,11 @@ def test_parse_version() -> None:
     assert emulator.parse_version("qemu-system-x86_64: command not found") is None
 
 
+def test_dotted() -> None:
+    assert emulator.dotted((10, 0, 2)) == "10.0.2"
+    assert emulator.dotted(None) == "unknown"
+
+
 def test_new_enough_is_the_minimum_or_later() -> None:
     assert not emulator.new_enough(emulator.parse_version(QEMU_72))
     assert emulator.new_enough(emulator.parse_version(QEMU_10))
