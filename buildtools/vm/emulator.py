@@ -6,7 +6,7 @@ is filled into pages that had held the initramfs' programs, and each write to a 
 translated code made 7.2 invalidate that code (host `perf` over the gap: tcg_flush_jmp_cache,
 page_collection_lock and the invalidation walk took 60-90 % of QEMU's time; the guest sat in
 one memcpy of squashfs' zstd for up to 10 s). The same image under QEMU 10.0 took a login
-after 34-41 s through isolinux, against 58-79 s under 7.2 (docs/boot-time.md).
+after 34-47 s through isolinux, against 58-79 s under 7.2 (docs/boot-time.md).
 
 So vm_test (and the fleet test) take QEMU MIN_VERSION or newer:
 - the host's own qemu-system-x86_64 when it is that new (Debian 13 has 10.0);
